@@ -1,0 +1,3 @@
+from proctrace_bcc.cli import main
+
+main()
