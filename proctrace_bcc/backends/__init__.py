@@ -1,0 +1,1 @@
+"""Kernel backends: each turns kernel events into proctrace_bcc.events objects."""

@@ -1,0 +1,71 @@
+"""The interface every recording backend implements (BCC, bpftrace).
+
+The recorder drives a backend like this::
+
+    backend = make_backend(name, config)   # may raise BackendUnavailable
+    backend.start()         # compile + attach; returns only once probes are live
+    ... start CMD ...
+    while recording:
+        events = backend.poll(100)   # what arrived; any order across CPUs
+    events = backend.drain()         # everything still buffered
+    backend.close()
+
+Timestamps of returned events are absolute CLOCK_MONOTONIC nanoseconds
+(bpf_ktime_get_ns / bpftrace nsecs); the recorder reorders across CPUs and
+rebases them to the start of the recording.  Losses come back as `Lost`
+events, never silently.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from proctrace_bcc.events import Event
+
+
+@dataclass(slots=True)
+class BackendConfig:
+    # Trace only descendants of this tgid (the recorder itself: its first child
+    # is CMD).  None: every process on the machine (system-wide / --raw).
+    tracer_pid: int | None
+    # Report pids as seen from this PID namespace: its level (0 = initial
+    # namespace) and inode number (stat /proc/self/ns/pid).
+    pidns_level: int = 0
+    pidns_inum: int = 0
+    fds: bool = False
+    argv_max: int = 65536 - 4096
+    buffer_pages: int = 256
+    bpftrace_path: str | None = None
+    print_program: bool = False  # print generated program text to stdout and do nothing else
+
+
+class Backend(abc.ABC):
+    name: str = "?"
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Compile and attach. Must not return before probes are live."""
+
+    @abc.abstractmethod
+    def poll(self, timeout_ms: int) -> list[Event]:
+        """Wait up to timeout_ms for events; return what arrived (possibly nothing)."""
+
+    @abc.abstractmethod
+    def drain(self) -> list[Event]:
+        """Return every event still buffered, without waiting for new ones."""
+
+    def tracked(self) -> int | None:
+        """How many traced processes the kernel side believes are alive (None: unknown)."""
+        return None
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Detach and free everything. Idempotent."""
+
+    def program_text(self) -> str:
+        """The generated program (BPF C or bpftrace script), for --print-bpf."""
+        return ""
