@@ -1,0 +1,670 @@
+// proctrace-bcc HTML report: reads the JSON data block, draws a virtualized canvas timeline.
+// All text from the recording reaches the page through textContent or canvas fillText,
+// never through innerHTML.
+(function () {
+  "use strict";
+  var t0 = performance.now();
+  var D = JSON.parse(document.getElementById("proctrace-data").textContent);
+  var S = D.strings, P = D.p, SP = D.s, FE = D.fe;
+  var N = P.pid.length;
+  var ROW_H = 18, AXIS_H = 22, INDENT = 12, MAX_INDENT_LEVELS = 24, TRI_W = 12;
+  var COLORS = ["#3f9a3a", "#e07b00", "#c62835", "#3b7dd8", "#8a8a8a"];
+  var OUTCOME = ["exit 0", "non-zero exit", "killed by a signal", "never exited", "exited, status unknown"];
+
+  // ---- derived structure (rows are in tree order: a parent comes before its subtree)
+  var parent = Int32Array.from(P.parent);
+  var depth = new Int32Array(N), subEnd = new Int32Array(N);
+  var i, k;
+  for (i = 0; i < N; i++) {
+    depth[i] = parent[i] < 0 ? 0 : depth[parent[i]] + 1;
+    subEnd[i] = i + 1;
+  }
+  for (i = N - 1; i >= 0; i--) {
+    var pa = parent[i];
+    if (pa >= 0 && subEnd[i] > subEnd[pa]) subEnd[pa] = subEnd[i];
+  }
+  var span0 = P.span0, spStart = SP.start, spEnd = SP.end;
+  var feStart = new Int32Array(N + 1);  // failed execs of row i: FE[feStart[i] .. feStart[i+1])
+  (function () {
+    var counts = new Int32Array(N + 1);
+    for (var j = 0; j < FE.proc.length; j++) counts[FE.proc[j] + 1]++;
+    for (var r = 0; r < N; r++) feStart[r + 1] = feStart[r] + counts[r + 1];
+  })();
+  var END = Math.max(D.end, 1);
+
+  // ---- state
+  var collapsed = new Uint8Array(N);
+  var keep = null;                 // null: no filter; else 1 = match, 2 = ancestor kept for context
+  var visible = new Int32Array(0);
+  var rowPos = new Int32Array(N);  // row index -> position in `visible`, -1 if hidden
+  var vs = 0, ve = END;            // time window (ns from the recording's start)
+  var selected = -1, hoverRow = -1, flashUntil = 0;
+  var hay = null;                  // lowercased search text per row, built on first filter
+
+  // ---- elements
+  var $ = function (id) { return document.getElementById(id); };
+  var wrap = $("tl-wrap"), cv = $("tl"), spacer = $("tl-spacer"), conc = $("conc"), tip = $("tip");
+  var ctx = cv.getContext("2d"), cctx = conc.getContext("2d");
+
+  function el(tag, text, cls) {
+    var e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  function fmtDur(ns) {
+    var a = Math.abs(ns);
+    if (a >= 60e9) {
+      var m = Math.floor(a / 60e9);
+      return (ns < 0 ? "-" : "") + m + " min " + ((a - m * 60e9) / 1e9).toFixed(1) + " s";
+    }
+    if (a >= 1e9) return (ns / 1e9).toFixed(3) + " s";
+    if (a >= 1e6) return (ns / 1e6).toFixed(3) + " ms";
+    if (a >= 1e3) return (ns / 1e3).toFixed(1) + " µs";
+    return ns + " ns";
+  }
+  function fmtAt(ns) { return "+" + fmtDur(ns); }
+  function str(idx) { return idx < 0 ? "" : S[idx]; }
+  function cmd(r) { return S[P.cmd[r]]; }
+  function dash(v) { return v === null || v === undefined ? "–" : String(v); }
+
+  // ---- summary
+  (function () {
+    var sm = D.summary, dl = $("summary");
+    var items = [
+      ["Command", sm.command], ["Started", sm.start_time || "–"],
+      ["Duration", fmtDur(sm.duration)], ["Processes", sm.processes], ["Execs", sm.execs],
+      ["Failed", sm.failed], ["Killed by signals", sm.signaled],
+      ["Still running at the end", sm.running], ["Lost events", sm.lost],
+      ["Peak concurrency", sm.peak + (sm.peak ? " at " + fmtAt(sm.peak_at) : "")],
+      ["Backend", sm.backend || "–"], ["Host", sm.host || "–"],
+    ];
+    if (sm.kernel) items.push(["Kernel", sm.kernel]);
+    if (sm.end_reason) items.push(["Recording ended", sm.end_reason]);
+    for (var j = 0; j < items.length; j++) {
+      var d = el("div", null, "kv");
+      d.appendChild(el("dt", items[j][0]));
+      var dd = el("dd", items[j][1]);
+      if ((items[j][0] === "Failed" || items[j][0] === "Killed by signals" ||
+           items[j][0] === "Lost events") && Number(items[j][1]) > 0) dd.className = "bad";
+      d.appendChild(dd);
+      dl.appendChild(d);
+    }
+    $("cmd").textContent = sm.command;
+    var lg = $("legend");
+    for (var o = 0; o < COLORS.length; o++) {
+      var s = el("span", OUTCOME[o], "lg");
+      var sw = el("i");
+      sw.style.background = COLORS[o];
+      s.insertBefore(sw, s.firstChild);
+      lg.appendChild(s);
+    }
+  })();
+
+  // ---- visible rows
+  function rebuild() {
+    var out = new Int32Array(N), n = 0, r = 0;
+    rowPos.fill(-1);
+    while (r < N) {
+      if (keep !== null && keep[r] === 0) { r++; continue; }
+      rowPos[r] = n;
+      out[n++] = r;
+      r = collapsed[r] ? subEnd[r] : r + 1;
+    }
+    visible = out.subarray(0, n);
+    layout();
+  }
+
+  function applyFilter(text) {
+    var q = text.trim().toLowerCase();
+    var info = $("filter-count");
+    if (!q) { keep = null; info.textContent = ""; rebuild(); return; }
+    if (hay === null) {
+      hay = new Array(N);
+      for (var r = 0; r < N; r++) {
+        var parts = [cmd(r)];
+        for (var s = span0[r]; s < span0[r + 1]; s++) {
+          parts.push(S[SP.label[s]]);
+          if (SP.argv[s] >= 0) parts.push(S[SP.argv[s]]);
+        }
+        hay[r] = parts.join("\n").toLowerCase();
+      }
+    }
+    keep = new Uint8Array(N);
+    var matches = 0;
+    for (var j = 0; j < N; j++) {
+      if (hay[j].indexOf(q) >= 0 || String(P.pid[j]) === q) {
+        matches++;
+        keep[j] = 1;
+        for (var a = parent[j]; a >= 0 && keep[a] === 0; a = parent[a]) keep[a] = 2;
+      }
+    }
+    info.textContent = matches + " matching process" + (matches === 1 ? "" : "es");
+    rebuild();
+  }
+
+  // ---- geometry
+  var W = 0, H = 0, labelW = 0, CW = 0, CH = 0;
+  function layout() {
+    var dpr = window.devicePixelRatio || 1;
+    W = wrap.clientWidth;
+    H = wrap.clientHeight;
+    labelW = Math.round(Math.max(160, Math.min(420, W * 0.3)));
+    cv.style.width = W + "px";
+    cv.style.height = H + "px";
+    cv.width = Math.round(W * dpr);
+    cv.height = Math.round(H * dpr);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    spacer.style.height = Math.max(0, AXIS_H + visible.length * ROW_H - H) + "px";
+    CW = conc.parentNode.clientWidth;
+    CH = 90;
+    conc.style.width = CW + "px";
+    conc.style.height = CH + "px";
+    conc.width = Math.round(CW * dpr);
+    conc.height = Math.round(CH * dpr);
+    cctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    schedule();
+  }
+  function X(t) { return labelW + (t - vs) * (W - labelW) / (ve - vs); }
+  function T(x) { return vs + (x - labelW) * (ve - vs) / (W - labelW); }
+  function rowTop(pos) { return AXIS_H + pos * ROW_H - wrap.scrollTop; }
+
+  var pending = false;
+  function schedule() {
+    if (!pending) { pending = true; requestAnimationFrame(function () { pending = false; draw(); }); }
+  }
+
+  function niceStep(span, target) {
+    var raw = span / Math.max(1, target), p = Math.pow(10, Math.floor(Math.log10(raw)));
+    var m = raw / p;
+    return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+  }
+
+  function drawAxis(c, top, h, x0, x1, labels) {
+    var step = niceStep(ve - vs, (x1 - x0) / 110);
+    c.fillStyle = "#555";
+    c.strokeStyle = "#e4e4e4";
+    c.font = "11px sans-serif";
+    c.textBaseline = "middle";
+    for (var t = Math.ceil(vs / step) * step; t <= ve; t += step) {
+      var x = Math.round(X(t)) + 0.5;
+      c.beginPath();
+      c.moveTo(x, top);
+      c.lineTo(x, top + h);
+      c.stroke();
+      if (labels) c.fillText(fmtAt(t), x + 3, top + 10);
+    }
+  }
+
+  function draw() {
+    ctx.clearRect(0, 0, W, H);
+    var st = wrap.scrollTop;
+    var first = Math.max(0, Math.floor((st) / ROW_H));
+    var last = Math.min(visible.length, Math.ceil((st + H - AXIS_H) / ROW_H) + 1);
+    var now = performance.now();
+    drawAxis(ctx, AXIS_H, H - AXIS_H, labelW, W, false);
+    ctx.font = "12px sans-serif";
+    ctx.textBaseline = "middle";
+    for (var pos = first; pos < last; pos++) {
+      var r = visible[pos], y = rowTop(pos);
+      var ctxRow = keep !== null && keep[r] === 2;
+      if (r === selected) {
+        ctx.fillStyle = now < flashUntil ? "#ffe26b" : "#fff4b8";
+        ctx.fillRect(0, y, W, ROW_H);
+      } else if (r === hoverRow) {
+        ctx.fillStyle = "#eef3fb";
+        ctx.fillRect(0, y, W, ROW_H);
+      } else if (pos % 2) {
+        ctx.fillStyle = "#fafafa";
+        ctx.fillRect(0, y, W, ROW_H);
+      }
+      // label
+      var lv = Math.min(depth[r], MAX_INDENT_LEVELS), x = 4 + lv * INDENT;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(0, y, labelW - 4, ROW_H);
+      ctx.clip();
+      if (subEnd[r] > r + 1) {
+        ctx.fillStyle = "#666";
+        ctx.fillText(collapsed[r] ? "▸" : "▾", x, y + ROW_H / 2);
+      }
+      x += TRI_W;
+      ctx.fillStyle = ctxRow ? "#999" : "#222";
+      ctx.font = ctxRow ? "italic 12px sans-serif" : "12px sans-serif";
+      var lab = cmd(r);
+      if (depth[r] > MAX_INDENT_LEVELS) lab = "(depth " + depth[r] + ") " + lab;
+      if (collapsed[r]) lab += "  [+" + (subEnd[r] - r - 1) + "]";
+      ctx.fillText(lab.length > 200 ? lab.slice(0, 200) + "…" : lab, x, y + ROW_H / 2);
+      ctx.restore();
+      // bars
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(labelW, y, W - labelW, ROW_H);
+      ctx.clip();
+      ctx.globalAlpha = ctxRow ? 0.3 : 1;
+      var col = COLORS[P.outcome[r]], s0 = span0[r], s1 = span0[r + 1];
+      for (var s = s0; s < s1; s++) {
+        var xa = X(spStart[s]), xb = X(spEnd[s]);
+        if (xb < labelW || xa > W) continue;
+        xa = Math.max(xa, labelW - 1);
+        xb = Math.min(xb, W + 1);
+        var w = Math.max(1, xb - xa);
+        ctx.fillStyle = col;
+        ctx.globalAlpha = (ctxRow ? 0.3 : 1) * (s < s1 - 1 ? 0.55 : 1);
+        ctx.fillRect(xa, y + 3, w, ROW_H - 6);
+        if (w > 40) {
+          ctx.fillStyle = "#fff";
+          var chars = Math.floor((w - 6) / 6.5), t = S[SP.label[s]];
+          if (chars > 2) {
+            ctx.fillText(t.length > chars ? t.slice(0, chars - 1) + "…" : t,
+                         Math.max(xa, labelW) + 3, y + ROW_H / 2);
+          }
+        }
+      }
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = "#b00020";
+      for (var f = feStart[r]; f < feStart[r + 1]; f++) {
+        var fx = X(FE.t[f]);
+        ctx.beginPath();
+        ctx.moveTo(fx, y + 2);
+        ctx.lineTo(fx - 3, y + ROW_H - 2);
+        ctx.lineTo(fx + 3, y + ROW_H - 2);
+        ctx.fill();
+      }
+      ctx.restore();
+    }
+    // axis band on top
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, W, AXIS_H);
+    ctx.strokeStyle = "#ccc";
+    ctx.beginPath();
+    ctx.moveTo(0, AXIS_H - 0.5);
+    ctx.lineTo(W, AXIS_H - 0.5);
+    ctx.moveTo(labelW - 0.5, 0);
+    ctx.lineTo(labelW - 0.5, H);
+    ctx.stroke();
+    drawAxis(ctx, 0, AXIS_H, labelW, W, true);
+    ctx.fillStyle = "#333";
+    ctx.font = "bold 12px sans-serif";
+    ctx.fillText(visible.length + " of " + N + " processes", 6, AXIS_H / 2);
+    drawConc();
+    if (now < flashUntil) schedule();
+  }
+
+  // ---- concurrency chart (same time axis as the timeline)
+  var cT = D.conc.t, cN = D.conc.n, peak = D.summary.peak;
+  var brush = null;
+  function drawConc() {
+    var c = cctx;
+    c.clearRect(0, 0, CW, CH);
+    var top = 16, h = CH - top - 2, x0 = labelW, x1 = CW;
+    c.fillStyle = "#333";
+    c.font = "12px sans-serif";
+    c.textBaseline = "middle";
+    c.fillText("Processes alive (peak " + peak + ")", 6, top + h / 2);
+    c.fillStyle = "#777";
+    c.font = "10px sans-serif";
+    c.fillText(String(peak), x0 - 24, top + 4);
+    c.fillText("0", x0 - 12, top + h - 4);
+    drawAxis(c, top, h, x0, x1, false);
+    if (!cT.length || peak <= 0) return;
+    var cols = Math.max(1, Math.ceil(x1 - x0)), mx = new Float64Array(cols);
+    var lo = 0, hi = cT.length;
+    while (lo < hi) { var mid = (lo + hi) >> 1; if (cT[mid] <= vs) lo = mid + 1; else hi = mid; }
+    for (var j = Math.max(0, lo - 1); j < cT.length && cT[j] <= ve; j++) {
+      var a = Math.floor(X(cT[j]) - x0), b = j + 1 < cT.length ? X(cT[j + 1]) - x0 : cols;
+      a = Math.max(0, a);
+      var bb = Math.min(cols, Math.max(a + 1, Math.ceil(b)));
+      for (var q = a; q < bb; q++) if (cN[j] > mx[q]) mx[q] = cN[j];
+    }
+    c.fillStyle = "#5b7fb5";
+    for (var px = 0; px < cols; px++) {
+      if (mx[px] > 0) {
+        var bh = h * mx[px] / peak;
+        c.fillRect(x0 + px, top + h - bh, 1, bh);
+      }
+    }
+    if (brush) {
+      c.fillStyle = "rgba(255,200,0,0.3)";
+      c.fillRect(Math.min(brush[0], brush[1]), top, Math.abs(brush[1] - brush[0]), h);
+    }
+  }
+  function concAt(t) {
+    var lo = 0, hi = cT.length;
+    while (lo < hi) { var mid = (lo + hi) >> 1; if (cT[mid] <= t) lo = mid + 1; else hi = mid; }
+    return lo > 0 ? cN[lo - 1] : 0;
+  }
+
+  // ---- zoom and pan
+  function setView(a, b) {
+    var minW = 1000;
+    if (b - a < minW) { var c = (a + b) / 2; a = c - minW / 2; b = c + minW / 2; }
+    var pad = (END) * 0.05;
+    if (b - a > END + 2 * pad) { a = -pad; b = END + pad; }
+    if (a < -pad) { b += -pad - a; a = -pad; }
+    if (b > END + pad) { a -= b - END - pad; b = END + pad; }
+    vs = a;
+    ve = b;
+    schedule();
+  }
+  function zoomAt(t, factor) { setView(t - (t - vs) * factor, t + (ve - t) * factor); }
+  function fit() { vs = 0; ve = END; schedule(); }
+
+  // ---- tooltip and details
+  function procLines(r) {
+    return [
+      "pid " + P.pid[r] + "   ppid " + dash(P.ppid[r]) + "   pgid " + dash(P.pgid[r]) +
+        "   sid " + dash(P.sid[r]),
+      "start " + fmtAt(P.start[r]) + "   duration " + fmtDur(P.end[r] - P.start[r]) +
+        (P.forked[r] ? "" : "   (already running when the recording started)"),
+      "exit: " + S[P.status[r]],
+    ];
+  }
+  function spanArgv(s) {
+    return SP.argv[s] >= 0 ? S[SP.argv[s]] : "(no exec yet: image inherited from the parent: " +
+      S[SP.label[s]] + ")";
+  }
+  function showTip(r, s, ev) {
+    tip.textContent = "";
+    tip.appendChild(el("div", cmd(r), "tt-title"));
+    var n = span0[r + 1] - span0[r];
+    var argv = spanArgv(s);
+    if (argv.length > 2000) argv = argv.slice(0, 2000) + "… (" + (argv.length - 2000) +
+      " more characters: click for the full argv)";
+    tip.appendChild(el("div", "argv: " + argv, "tt-argv"));
+    var lines = procLines(r);
+    if (n > 1) {
+      lines.push("image " + (s - span0[r] + 1) + " of " + n + ": " + fmtAt(spStart[s]) + " for " +
+                 fmtDur(spEnd[s] - spStart[s]));
+    }
+    var nf = feStart[r + 1] - feStart[r];
+    if (nf) lines.push(nf + " failed exec" + (nf > 1 ? "s" : ""));
+    for (var j = 0; j < lines.length; j++) tip.appendChild(el("div", lines[j]));
+    tip.hidden = false;
+    var tw = tip.offsetWidth, th = tip.offsetHeight;
+    var x = ev.clientX + 14, y = ev.clientY + 14;
+    if (x + tw > window.innerWidth - 4) x = Math.max(4, ev.clientX - tw - 14);
+    if (y + th > window.innerHeight - 4) y = Math.max(4, ev.clientY - th - 14);
+    tip.style.left = x + "px";
+    tip.style.top = y + "px";
+  }
+  function hideTip() { tip.hidden = true; }
+
+  function showDetails(r) {
+    var box = $("details");
+    box.textContent = "";
+    box.hidden = false;
+    box.appendChild(el("h3", "pid " + P.pid[r] + ": " + cmd(r)));
+    var lines = procLines(r);
+    for (var j = 0; j < lines.length; j++) box.appendChild(el("div", lines[j]));
+    if (parent[r] >= 0) {
+      var pd = el("div", "parent: ");
+      pd.appendChild(link(parent[r], "pid " + P.pid[parent[r]] + " " + cmd(parent[r])));
+      box.appendChild(pd);
+    }
+    for (var s = span0[r]; s < span0[r + 1]; s++) {
+      box.appendChild(el("h4", "image " + (s - span0[r] + 1) + ": " + fmtAt(spStart[s]) + " for " +
+                         fmtDur(spEnd[s] - spStart[s]) +
+                         (SP.file[s] >= 0 ? "   file " + S[SP.file[s]] : "")));
+      box.appendChild(el("pre", spanArgv(s)));
+    }
+    for (var f = feStart[r]; f < feStart[r + 1]; f++) {
+      box.appendChild(el("div", "failed exec at " + fmtAt(FE.t[f]) + ": " + S[FE.file[f]] +
+                         " (" + S[FE.err[f]] + ")", "bad"));
+    }
+  }
+
+  function hit(ev) {
+    var rect = cv.getBoundingClientRect();
+    var x = ev.clientX - rect.left, y = ev.clientY - rect.top;
+    if (y < AXIS_H || x < 0 || x > W) return null;
+    var pos = Math.floor((y - AXIS_H + wrap.scrollTop) / ROW_H);
+    if (pos < 0 || pos >= visible.length) return null;
+    var r = visible[pos], res = { r: r, x: x, y: y, s: -1, label: x < labelW };
+    if (!res.label) {
+      // the span under the pointer, else the nearest one within 3 px
+      var tol = 3 * (ve - vs) / (W - labelW), t = T(x), best = tol;
+      for (var s = span0[r]; s < span0[r + 1]; s++) {
+        var dist = t < spStart[s] ? spStart[s] - t : t > spEnd[s] ? t - spEnd[s] : -1;
+        if (dist < 0) { res.s = s; break; }
+        if (dist <= best) { best = dist; res.s = s; }
+      }
+    }
+    return res;
+  }
+
+  var drag = null;
+  cv.addEventListener("mousedown", function (ev) {
+    if (ev.button !== 0) return;
+    drag = { x: ev.clientX, y: ev.clientY, vs: vs, ve: ve, st: wrap.scrollTop, moved: false };
+    ev.preventDefault();
+  });
+  window.addEventListener("mousemove", function (ev) {
+    if (drag) {
+      var dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+      if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+      if (drag.moved) {
+        var dt = -dx * (drag.ve - drag.vs) / (W - labelW);
+        setView(drag.vs + dt, drag.ve + dt);
+        wrap.scrollTop = drag.st - dy;
+        hideTip();
+        return;
+      }
+    }
+    if (ev.target !== cv) return;
+    var h = hit(ev);
+    var nr = h ? h.r : -1;
+    if (nr !== hoverRow) { hoverRow = nr; schedule(); }
+    if (!h) { hideTip(); return; }
+    if (h.label) showTip(h.r, span0[h.r + 1] - 1, ev);
+    else if (h.s >= 0) showTip(h.r, h.s, ev);
+    else hideTip();
+  });
+  window.addEventListener("mouseup", function (ev) {
+    if (!drag) return;
+    var d = drag;
+    drag = null;
+    if (d.moved || ev.target !== cv) return;
+    var h = hit(ev);
+    if (!h) return;
+    var x = 4 + Math.min(depth[h.r], MAX_INDENT_LEVELS) * INDENT;
+    if (h.label && subEnd[h.r] > h.r + 1 && h.x >= x - 3 && h.x < x + TRI_W + 2) {
+      toggle(h.r);
+    } else {
+      selected = h.r;
+      showDetails(h.r);
+      schedule();
+    }
+  });
+  cv.addEventListener("mouseleave", function () { hideTip(); hoverRow = -1; schedule(); });
+  cv.addEventListener("dblclick", function (ev) {
+    var h = hit(ev);
+    if (h && !h.label) fit();
+  });
+  function onWheel(ev) {
+    var rect = cv.getBoundingClientRect(), x = ev.clientX - rect.left;
+    if (ev.ctrlKey || ev.altKey || ev.metaKey) {
+      ev.preventDefault();
+      zoomAt(x >= labelW ? T(x) : (vs + ve) / 2, Math.pow(1.0015, ev.deltaY));
+    } else if (ev.shiftKey || Math.abs(ev.deltaX) > Math.abs(ev.deltaY)) {
+      ev.preventDefault();
+      var d = ev.shiftKey && !ev.deltaX ? ev.deltaY : ev.deltaX;
+      var dt = d * (ve - vs) / (W - labelW);
+      setView(vs + dt, ve + dt);
+    }
+  }
+  cv.addEventListener("wheel", onWheel, { passive: false });
+  wrap.addEventListener("scroll", function () { hideTip(); schedule(); });
+
+  conc.addEventListener("mousedown", function (ev) {
+    var x = ev.clientX - conc.getBoundingClientRect().left;
+    if (x < labelW) return;
+    brush = [x, x];
+    ev.preventDefault();
+  });
+  conc.addEventListener("mousemove", function (ev) {
+    var x = ev.clientX - conc.getBoundingClientRect().left;
+    if (brush) { brush[1] = Math.max(labelW, Math.min(CW, x)); schedule(); return; }
+    if (x < labelW) { conc.title = ""; return; }
+    var t = T(x);
+    conc.title = concAt(t) + " alive at " + fmtAt(t) + " (drag to zoom)";
+  });
+  window.addEventListener("mouseup", function () {
+    if (!brush) return;
+    var a = Math.min(brush[0], brush[1]), b = Math.max(brush[0], brush[1]);
+    brush = null;
+    if (b - a > 3) setView(T(a), T(b));
+    else schedule();
+  });
+  conc.addEventListener("wheel", onWheel, { passive: false });
+
+  // ---- collapse, reveal
+  function toggle(r) {
+    if (subEnd[r] <= r + 1) return;
+    collapsed[r] = collapsed[r] ? 0 : 1;
+    rebuild();
+  }
+  function reveal(r, center) {
+    if (keep !== null && keep[r] === 0) {
+      $("filter").value = "";
+      applyFilter("");
+    }
+    var changed = false;
+    for (var a = parent[r]; a >= 0; a = parent[a]) if (collapsed[a]) { collapsed[a] = 0; changed = true; }
+    if (changed) rebuild();
+    var pos = rowPos[r];
+    var top = AXIS_H + pos * ROW_H;
+    if (center || top < wrap.scrollTop + AXIS_H || top + ROW_H > wrap.scrollTop + H) {
+      wrap.scrollTop = Math.max(0, top - (H + AXIS_H) / 2);
+    }
+    var s = P.start[r], e = P.end[r];
+    if (e < vs || s > ve || (e - s) < (ve - vs) / 200) {
+      var w = Math.max(e - s, 1000) * 1.5 + (ve - vs) * 0.02;
+      if (center) w = Math.max(e - s, 1000) * 1.3;
+      setView(s - (w - (e - s)) / 2, e + (w - (e - s)) / 2);
+    }
+    schedule();
+  }
+  function goTo(r) {
+    $("tl-sec").scrollIntoView({ block: "start" });
+    reveal(r, true);
+    selected = r;
+    flashUntil = performance.now() + 1200;
+    showDetails(r);
+    schedule();
+  }
+  function link(r, text) {
+    var a = el("a", text);
+    a.href = "#tl-sec";
+    a.addEventListener("click", function (ev) { ev.preventDefault(); goTo(r); });
+    return a;
+  }
+
+  // ---- tables
+  function fillTable(id, rows, note) {
+    var tb = $(id).querySelector("tbody");
+    for (var j = 0; j < rows.length; j++) {
+      var r = rows[j], tr = el("tr");
+      tr.appendChild(el("td", P.pid[r], "num"));
+      var td = el("td");
+      td.appendChild(link(r, cmd(r)));
+      tr.appendChild(td);
+      tr.appendChild(el("td", fmtAt(P.start[r]), "num"));
+      tr.appendChild(el("td", fmtDur(P.end[r] - P.start[r]), "num"));
+      var stt = el("td", S[P.status[r]]);
+      stt.style.color = COLORS[P.outcome[r]];
+      tr.appendChild(stt);
+      tb.appendChild(tr);
+    }
+    if (!rows.length) {
+      var er = el("tr"), ec = el("td", "none");
+      ec.colSpan = 5;
+      er.appendChild(ec);
+      tb.appendChild(er);
+    }
+    if (note) $(id + "-note").textContent = note;
+  }
+  (function () {
+    var idx = new Int32Array(N);
+    for (var j = 0; j < N; j++) idx[j] = j;
+    var dur = function (r) { return P.end[r] - P.start[r]; };
+    var slow = Array.from(idx).sort(function (a, b) { return dur(b) - dur(a) || a - b; });
+    var SLOW = 25;
+    fillTable("slowest", slow.slice(0, SLOW), N > SLOW ? "the " + SLOW + " longest of " + N : "");
+    var failed = [];
+    for (var r = 0; r < N; r++) if (P.outcome[r] === 1 || P.outcome[r] === 2) failed.push(r);
+    var FMAX = 500;
+    fillTable("failed", failed.slice(0, FMAX),
+              failed.length > FMAX ? "the first " + FMAX + " of " + failed.length +
+              " (filter the timeline to see more)" : "");
+  })();
+
+  // ---- controls
+  var ft = null;
+  $("filter").addEventListener("input", function () {
+    clearTimeout(ft);
+    var v = this.value;
+    ft = setTimeout(function () { applyFilter(v); }, N > 5000 ? 200 : 60);
+  });
+  $("zoom-in").addEventListener("click", function () { zoomAt((vs + ve) / 2, 0.5); });
+  $("zoom-out").addEventListener("click", function () { zoomAt((vs + ve) / 2, 2); });
+  $("zoom-fit").addEventListener("click", fit);
+  $("expand-all").addEventListener("click", function () { collapsed.fill(0); rebuild(); });
+  $("collapse-all").addEventListener("click", function () {
+    for (var r = 0; r < N; r++) collapsed[r] = subEnd[r] > r + 1 ? 1 : 0;
+    rebuild();
+  });
+  window.addEventListener("resize", layout);
+
+  // a small recording gets a timeline just tall enough for all its rows
+  var want = AXIS_H + N * ROW_H + 2;
+  if (want < 0.7 * window.innerHeight) wrap.style.height = Math.max(120, want) + "px";
+  rebuild();
+  draw();
+  var loadMs = performance.now() - t0;
+
+  // ---- test hook: lets tests query state and find where to point the mouse
+  function clientPoint(x, y) {
+    var rect = cv.getBoundingClientRect();
+    return { x: rect.left + x, y: rect.top + y };
+  }
+  window.__proctrace = {
+    ready: true,
+    loadMs: loadMs,
+    rows: function () { return N; },
+    visibleRows: function () {
+      return Array.from(visible, function (r) {
+        return { index: r, pid: P.pid[r], command: cmd(r), depth: depth[r],
+                 context: keep !== null && keep[r] === 2 };
+      });
+    },
+    find: function (pid) {
+      var out = [];
+      for (var r = 0; r < N; r++) if (P.pid[r] === pid) out.push(r);
+      return out;
+    },
+    barPoint: function (r, image) {
+      reveal(r, false);
+      draw();
+      var s = span0[r + 1] - 1;
+      if (image !== undefined) s = span0[r] + image;
+      var a = Math.max(X(spStart[s]), labelW), b = Math.min(X(spEnd[s]), W);
+      return clientPoint(b - a >= 1 ? (a + b) / 2 : a, rowTop(rowPos[r]) + ROW_H / 2);
+    },
+    togglePoint: function (r) {
+      reveal(r, false);
+      draw();
+      return clientPoint(4 + Math.min(depth[r], MAX_INDENT_LEVELS) * INDENT + 4,
+                         rowTop(rowPos[r]) + ROW_H / 2);
+    },
+    setFilter: function (q) { $("filter").value = q; applyFilter(q); },
+    toggle: toggle,
+    goTo: goTo,
+    selected: function () { return selected; },
+    tooltip: function () { return tip.hidden ? null : tip.textContent; },
+    view: function () { return [vs, ve]; },
+    setView: function (a, b) { setView(a, b); draw(); },
+  };
+  document.documentElement.setAttribute("data-ready", "1");
+})();

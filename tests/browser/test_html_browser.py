@@ -1,0 +1,203 @@
+"""The HTML report in a real browser: Debian's headless Chromium driven by Playwright.
+
+The page exposes `window.__proctrace` (rows, visible rows, where a bar or a collapse
+triangle is on screen, the tooltip's text) so these tests query state instead of
+parsing pixels; the mouse events themselves are real ones sent by the browser.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proctrace_bcc.render import html as html_report
+from tests.unit.render_samples import AMP, HOSTILE, load, write_mixed
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("PROCTRACE_CHROMIUM") or shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("PROCTRACE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"PROCTRACE_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright Python package is not installed (pip install playwright)")
+    exe = chromium_path()
+    if exe is None:
+        _unavailable("no chromium binary (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Report:
+    def __init__(self, page: Any, errors: list[str], requests: list[str]) -> None:
+        self.page = page
+        self.errors = errors
+        self.requests = requests
+
+    def js(self, expr: str, arg: Any = None) -> Any:
+        return self.page.evaluate(expr, arg)
+
+    def row_of(self, pid: int, nth: int = 0) -> int:
+        rows: list[int] = self.js("pid => window.__proctrace.find(pid)", pid)
+        return rows[nth]
+
+    def wait_for(self, expr: str, timeout: float = 10.0) -> None:
+        """Poll a JS expression until truthy (wait_for_function needs eval, which our CSP bans)."""
+        deadline = time.monotonic() + timeout
+        while not self.js(expr):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {expr}")
+            time.sleep(0.02)
+
+    def visible_pids(self) -> list[int]:
+        return [r["pid"] for r in self.js("window.__proctrace.visibleRows()")]
+
+    def hover_bar(self, row: int, image: int | None = None) -> str | None:
+        pt = self.js("([r, i]) => window.__proctrace.barPoint(r, i === null ? undefined : i)",
+                     [row, image])
+        self.page.mouse.move(pt["x"], pt["y"])
+        tip: str | None = self.js("window.__proctrace.tooltip()")
+        return tip
+
+
+def open_report(browser: Any, tmp_path: Path, *, bypass_csp: bool = False) -> Report:
+    rec, tree = load(write_mixed(tmp_path / "rec.ndjson"))
+    out = tmp_path / "report.html"
+    out.write_text("".join(html_report.render(rec, tree)), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1300, "height": 900}, bypass_csp=bypass_csp)
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(out.as_uri())
+    rep = Report(page, errors, requests)
+    rep.wait_for("window.__proctrace && window.__proctrace.ready")
+    return rep
+
+
+@pytest.fixture
+def report(browser: Any, tmp_path: Path) -> Iterator[Report]:
+    rep = open_report(browser, tmp_path)
+    yield rep
+    rep.page.close()
+
+
+def test_loads_with_no_console_errors_and_no_network(report: Report) -> None:
+    assert report.errors == []
+    assert [u for u in report.requests if not u.startswith("file://")] == []
+    assert report.js("document.querySelector('#summary').textContent").count("ci-runner-7") == 1
+
+
+def test_one_timeline_row_per_process_in_tree_order(report: Report) -> None:
+    assert report.js("window.__proctrace.rows()") == 8
+    assert report.visible_pids() == [100, 101, 102, 103, 104, 102, 105, 106]
+    depths = [r["depth"] for r in report.js("window.__proctrace.visibleRows()")]
+    assert depths == [0, 1, 2, 2, 2, 2, 1, 1]
+
+
+def test_hovering_a_bar_shows_its_argv_and_process(report: Report) -> None:
+    tip = report.hover_bar(report.row_of(103))
+    assert tip is not None
+    assert "gcc -c 'bad file.c'" in tip and "pid 103" in tip and "ppid 101" in tip
+    assert "exit 1" in tip
+    # each image of a process that exec'd twice has its own bar and argv
+    r104 = report.row_of(104)
+    tip = report.hover_bar(r104, 1)
+    assert tip is not None and "argv: sh -c 'sleep 100'" in tip and "image 2 of 3" in tip
+    tip = report.hover_bar(r104, 2)
+    assert tip is not None and "argv: sleep 100" in tip and "SIGKILL" in tip
+    assert "1 failed exec" in tip
+    report.page.mouse.move(2, 2)
+    assert report.js("window.__proctrace.tooltip()") is None
+
+
+def test_filter_hides_non_matching_rows_and_keeps_ancestors_as_context(report: Report) -> None:
+    report.page.fill("#filter", "gcc")
+    report.wait_for("window.__proctrace.visibleRows().length === 4")
+    rows = report.js("window.__proctrace.visibleRows()")
+    assert [(r["pid"], r["context"]) for r in rows] == [
+        (100, True), (101, True), (102, False), (103, False)]
+    count = report.js("document.querySelector('#filter-count').textContent")
+    assert count == "2 matching processes"
+    report.page.fill("#filter", "")
+    report.wait_for("window.__proctrace.visibleRows().length === 8")
+
+
+def test_collapsing_a_subtree_hides_its_rows(report: Report) -> None:
+    make = report.row_of(101)
+    pt = report.js("r => window.__proctrace.togglePoint(r)", make)
+    report.page.mouse.click(pt["x"], pt["y"])
+    assert report.visible_pids() == [100, 101, 105, 106]
+    report.page.mouse.click(pt["x"], pt["y"])
+    assert report.visible_pids() == [100, 101, 102, 103, 104, 102, 105, 106]
+    report.page.click("#collapse-all")
+    assert report.visible_pids() == [100]
+
+
+@pytest.mark.parametrize("bypass_csp", [False, True], ids=["with-csp", "escaping-alone"])
+def test_hostile_argv_is_shown_as_text_and_runs_nothing(browser: Any, tmp_path: Path,
+                                                        bypass_csp: bool) -> None:
+    report = open_report(browser, tmp_path, bypass_csp=bypass_csp)
+    assert report.js("window.__pwned") is None
+    assert report.js("document.querySelectorAll('img').length") == 0
+    assert report.js("document.querySelectorAll('script').length") == 2
+    tip = report.hover_bar(report.row_of(105))
+    assert tip is not None and HOSTILE in tip and AMP in tip
+    links = report.js("Array.from(document.querySelectorAll('#slowest a'), a => a.textContent)")
+    assert f"daemon {HOSTILE} {AMP}" in links
+    assert report.js("window.__pwned") is None and report.errors == []
+    report.page.close()
+
+
+def test_table_link_scrolls_to_and_selects_the_row(report: Report) -> None:
+    r103 = report.row_of(103)
+    report.js("window.__proctrace.setView(0, 1000)")  # zoomed far away from pid 103
+    report.page.click("#failed a:text-is('gcc -c bad file.c')")
+    assert report.js("window.__proctrace.selected()") == r103
+    vs, ve = report.js("window.__proctrace.view()")
+    assert vs <= 3_200_000 and ve >= 14_000_000  # pid 103 ran from +3.2 ms to +14 ms
+    details = report.js("document.querySelector('#details').textContent")
+    assert "pid 103" in details and "gcc -c 'bad file.c'" in details
+
+
+def test_ctrl_wheel_zooms_and_drag_pans(report: Report) -> None:
+    pt = report.js("r => window.__proctrace.barPoint(r)", report.row_of(101))
+    before = report.js("window.__proctrace.view()")
+    report.page.mouse.move(pt["x"], pt["y"])
+    report.page.keyboard.down("Control")
+    report.page.mouse.wheel(0, -400)
+    report.page.keyboard.up("Control")
+    report.wait_for(f"window.__proctrace.view()[1] - window.__proctrace.view()[0]"
+                    f" < {(before[1] - before[0]) * 0.9}")
+    zoomed = report.js("window.__proctrace.view()")
+    report.page.mouse.down()
+    report.page.mouse.move(pt["x"] + 200, pt["y"], steps=5)
+    report.page.mouse.up()
+    panned = report.js("window.__proctrace.view()")
+    assert panned[0] < zoomed[0]
+    assert panned[1] - panned[0] == pytest.approx(zoomed[1] - zoomed[0])

@@ -1,0 +1,183 @@
+"""`-d html`: the report's data, and that the file is self-contained and injection-safe.
+
+The page's behaviour in a browser is tested in tests/browser/test_html_browser.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proctrace_bcc.events import Exec, Exit, Fork
+from proctrace_bcc.render import html as html_report
+from proctrace_bcc.render._common import concurrency
+from tests.unit.render_samples import AMP, HOSTILE, MS, load, write, write_mixed
+
+
+class Page(HTMLParser):
+    """Collects the elements and the text of every <script> of a document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self._in_script: dict[str, str | None] | None = None
+        self._buf: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._in_script = dict(attrs)
+            self._buf = []
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script is not None:
+            self._buf.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._in_script is not None:
+            self.scripts.append((self._in_script, "".join(self._buf)))
+            self._in_script = None
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    rec, tree = load(write_mixed(tmp_path / "rec.ndjson"))
+    return "".join(html_report.render(rec, tree)), html_report.report_data(rec, tree)
+
+
+def parse(doc: str) -> Page:
+    page = Page()
+    page.feed(doc)
+    page.close()
+    return page
+
+
+def test_rows_in_tree_order_with_parents_and_outcomes(mixed: tuple[str, dict[str, Any]]) -> None:
+    _, d = mixed
+    p, strings = d["p"], d["strings"]
+    assert p["pid"] == [100, 101, 102, 103, 104, 102, 105, 106]
+    assert p["parent"] == [-1, 0, 1, 1, 1, 1, 0, 0]
+    assert [strings[i] for i in p["status"]] == [
+        "exit 2", "exit 2", "exit 0", "exit 1", "SIGKILL", "exit 0", "running", "exit 3"]
+    assert p["outcome"] == [1, 1, 0, 1, 2, 0, 3, 1]
+    assert p["pgid"][7] == 106 and p["sid"][6] == 105
+    # times are ns from the first event (1 ms); a running process ends at the recording's end
+    assert p["start"][:2] == [0, 1 * MS] and p["end"][6] == 49 * MS == d["end"]
+
+
+def test_exec_spans_and_failed_execs(mixed: tuple[str, dict[str, Any]]) -> None:
+    _, d = mixed
+    p, s, strings = d["p"], d["s"], d["strings"]
+    r = 4  # pid 104: inherited image, sh, sleep
+    idx = range(p["span0"][r], p["span0"][r + 1])
+    assert [strings[s["label"][i]] for i in idx] == ["make test", "sh -c sleep 100", "sleep 100"]
+    assert s["argv"][idx[0]] == -1
+    assert strings[s["argv"][idx[2]]] == "sleep 100"
+    assert strings[s["file"][idx[2]]] == "/usr/bin/sleep"
+    assert [s["start"][i] for i in idx] == [5 * MS, 5 * MS + 200_000, 5 * MS + 300_000]
+    # argv with a space is quoted so the tooltip shows it unambiguously
+    gcc = p["span0"][3 + 1] - 1
+    assert strings[s["argv"][gcc]] == "gcc -c 'bad file.c'"
+    assert d["fe"]["proc"] == [4]
+    assert [strings[d["fe"][k][0]] for k in ("file", "err")] == ["/usr/bin/nosuch", "ENOENT"]
+    assert p["span0"][-1] == len(s["start"])
+
+
+def test_summary(mixed: tuple[str, dict[str, Any]]) -> None:
+    _, d = mixed
+    assert d["summary"] == {
+        "command": "bash -c make test",
+        "start_time": "2024-05-01T12:00:00Z",
+        "duration": 49 * MS,
+        "processes": 8,
+        "execs": 9,
+        "failed": 5,
+        "signaled": 1,
+        "running": 1,
+        "lost": 3,
+        "peak": 7,
+        "peak_at": 7 * MS,
+        "backend": "bcc",
+        "host": "ci-runner-7",
+        "kernel": "6.18.0",
+        "end_reason": "exited",
+        "recording": "rec.ndjson",
+    }
+
+
+def test_concurrency_is_a_step_function_of_processes_alive(tmp_path: Path) -> None:
+    evs = [
+        Exec.from_argv(0, 10, 1, 10, ["a"]),
+        Fork(timestamp=100, parent_pid=10, child_pid=11, parent_pgid=10),
+        Fork(timestamp=100, parent_pid=10, child_pid=12, parent_pgid=10),
+        Exit(timestamp=300, pid=11, ppid=10, pgid=10, exit_code=0),
+        Fork(timestamp=300, parent_pid=10, child_pid=13, parent_pgid=10),  # 11's end, 13's start
+        Exit(timestamp=400, pid=12, ppid=10, pgid=10, exit_code=0),
+        Exit(timestamp=500, pid=13, ppid=10, pgid=10, exit_code=0),
+        Exit(timestamp=600, pid=10, ppid=1, pgid=10, exit_code=0),
+    ]
+    rec, tree = load(write(tmp_path / "r.ndjson", evs, None))
+    assert concurrency(tree.processes, tree.end) == ([0, 100, 400, 500, 600], [1, 3, 2, 1, 0])
+    d = html_report.report_data(rec, tree)
+    assert (d["summary"]["peak"], d["summary"]["peak_at"]) == (3, 100)
+    # no Header line: a recording of the original proctrace
+    assert d["summary"]["command"] == "a"
+    assert d["summary"]["backend"] == "proctrace (original)"
+
+
+def test_self_contained_no_network(mixed: tuple[str, dict[str, Any]]) -> None:
+    doc, _ = mixed
+    page = parse(doc)
+    for tag, attrs in page.tags:
+        assert "src" not in attrs, (tag, attrs)
+        assert tag not in ("link", "iframe", "img", "object", "embed", "base"), tag
+        href = attrs.get("href")
+        assert href is None or href.startswith("#"), href
+    assert not re.search(r"https?://", doc)
+    csp = [a["content"] for t, a in page.tags
+           if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+    assert len(csp) == 1 and "default-src 'none'" in (csp[0] or "")
+    # the one executable script is allowed by its hash, nothing else is
+    code = [text for attrs, text in page.scripts if "type" not in attrs]
+    assert len(code) == 1 and len(page.scripts) == 2
+    digest = base64.b64encode(hashlib.sha256(code[0].encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in (csp[0] or "")
+
+
+def test_hostile_argv_cannot_break_out_of_the_data_block(
+        mixed: tuple[str, dict[str, Any]]) -> None:
+    doc, d = mixed
+    page = parse(doc)
+    # the parser sees exactly our elements: no <img>, two scripts, data intact
+    assert [t for t, _ in page.tags if t in ("img", "script")] == ["script", "script"]
+    (data_attrs, data_text), _ = page.scripts
+    assert data_attrs == {"type": "application/json", "id": "proctrace-data"}
+    assert not set(data_text) & set("<>&")
+    assert json.loads(data_text) == json.loads(json.dumps(d))
+    assert any(HOSTILE in s and AMP in s for s in d["strings"])
+    assert "\\xff\\xfe-bin arg" in d["strings"]
+    assert HOSTILE not in doc and "<img" not in doc
+
+
+def test_title_is_escaped(tmp_path: Path) -> None:
+    evs = [Exec.from_argv(0, 10, 1, 10, ["</title><script>alert(1)</script>"]),
+           Exit(timestamp=5, pid=10, ppid=1, pgid=10, exit_code=0)]
+    rec, tree = load(write(tmp_path / "r.ndjson", evs, None))
+    doc = "".join(html_report.render(rec, tree))
+    page = parse(doc)
+    assert [t for t, _ in page.tags].count("script") == 2
+    assert "<title>proctrace: &lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt;</title>" in doc
+
+
+def test_json_for_script_escapes_html_specials() -> None:
+    out = html_report.json_for_script({"a": "</script>&<!--\u2028"})
+    assert out == '{"a":"\\u003c/script\\u003e\\u0026\\u003c!--\\u2028"}'
+    assert json.loads(out) == {"a": "</script>&<!--\u2028"}
