@@ -166,8 +166,9 @@ class ProcessTree:
 
 
 class _Builder:
-    def __init__(self, keep_events: bool) -> None:
+    def __init__(self, keep_events: bool, root_pid: int | None = None) -> None:
         self.keep_events = keep_events
+        self.root_pid = root_pid
         self.processes: list[Process] = []
         self.live: dict[int, Process] = {}  # pid -> newest process with that pid
         self.owners: list[Process | None] = []
@@ -205,6 +206,17 @@ class _Builder:
         owner: Process | None
         t = ev.timestamp
         if isinstance(ev, Fork):
+            if ev.child_pid == self.root_pid and ev.parent_pid not in self.live:
+                # The recorder forked the root: it is not part of the tree.
+                owner = self._new(ev.child_pid, t, None)
+                owner.ppid = ev.parent_pid
+                owner.fork_time = t
+                pgid = ev.child_pgid if ev.child_pgid is not None else ev.parent_pgid
+                self._set_pgid(owner, t, pgid)
+                self._set_sid(owner, t, ev.sid)
+                if self.keep_events:
+                    owner.events.append(ev)
+                return owner
             parent = self._get(ev.parent_pid, t, None)
             self._set_pgid(parent, t, ev.parent_pgid)
             old = self.live.get(ev.child_pid)
@@ -260,7 +272,8 @@ def build_tree_with_owners(events: Iterable[Event], header: Header | None = None
                            keep_events: bool = False
                            ) -> tuple[ProcessTree, list[Process | None]]:
     """Like build_tree, and also the process each event belongs to (None: global)."""
-    b = _Builder(keep_events)
+    root_pid = header.root_pid if header is not None and not header.raw else None
+    b = _Builder(keep_events, root_pid)
     owners: list[Process | None] = []
     first: int | None = None
     last = 0

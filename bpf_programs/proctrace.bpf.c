@@ -1,0 +1,482 @@
+// SPDX-License-Identifier: MIT
+/* proctrace.bpf.c - process lifecycle events for proctrace-bcc (BCC backend).
+ *
+ * Kernel structs are read ONLY through byte offsets taken from the running
+ * kernel's BTF and passed in as -D defines (OFF_*, SIZE_*): header-derived
+ * layouts are wrong whenever the header tree does not match the kernel.
+ *
+ * Build-time options (-D):
+ *   FILTER        1: trace only descendants of the tgids in `traced`
+ *   HANDSHAKE     prctl option the recorder calls once after loading: the
+ *                 probe stores the caller's pid-namespace level and inode in
+ *                 `config`, and every pid is then reported as that namespace
+ *                 sees it.  Nothing is emitted before the handshake.
+ *   ARGV_MAX      bytes of argument area kept per exec
+ *   NCPU          number of possible CPUs (scratch buffers)
+ *   WITH_FDS      1: emit PT_FDS after each exec (FDS_MAX descriptors at most)
+ */
+#include <uapi/linux/ptrace.h>
+
+#define __BPF__ 1
+#include "proctrace.h"
+
+#define PATH_MAX_ 4096
+#define PIDTYPE_PID_ 0
+#define PIDTYPE_TGID_ 1
+#define PIDTYPE_PGID_ 2
+#define PIDTYPE_SID_ 3
+#define SIGNAL_GROUP_EXIT_ 0x00000004
+
+#define SCRATCH_SIZE (sizeof(struct pt_event) + ARGV_MAX + 3 * PATH_MAX_)
+
+struct scratch {
+    struct pt_event ev;
+    char data[ARGV_MAX + 3 * PATH_MAX_];
+};
+
+/* Per-exec state kept between sys_enter_execve[at] and the exec / failure. */
+struct exec_args {
+    const char *filename;
+    __u32 argv0_len;
+    __u32 argv0_ok;
+    char argv0[PATH_MAX_];
+};
+
+struct config {
+    __u32 ready;
+    __u32 level; /* pid namespace level of the recorder (0 = initial) */
+    __u32 inum;  /* its inode number */
+    __u32 tracer; /* the recorder's tgid in that namespace */
+};
+
+struct pgid_args {
+    __s32 pid;
+    __s32 pgid;
+};
+
+BPF_PERF_OUTPUT(events);
+BPF_HASH(traced, __u32, __u8, TRACED_MAX);     /* tgid (recorder's ns) -> 1 (2: the recorder) */
+BPF_ARRAY(scratch_buf, struct scratch, NCPU);  /* per-CPU scratch for exec events */
+BPF_PERCPU_ARRAY(zero_args, struct exec_args, 1); /* never written: a zeroed value source */
+BPF_HASH(inflight_exec, __u32, struct exec_args, 10240); /* global tid -> args at entry */
+BPF_HASH(inflight_pgid, __u32, struct pgid_args, 10240); /* global tid -> setpgid args */
+BPF_ARRAY(config_map, struct config, 1);
+BPF_ARRAY(stats, __u64, 4); /* 0: traced map full, 1: arg area faults, 2: argv0 faults */
+
+#define READ_PTR(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(void *), (char *)(base) + (off))
+#define READ_U32(dst, base, off) bpf_probe_read_kernel(&(dst), 4, (char *)(base) + (off))
+
+static __always_inline void bump(int idx)
+{
+    __u64 *v = stats.lookup(&idx);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+}
+
+static __always_inline struct config *get_config(void)
+{
+    int zero = 0;
+    struct config *c = config_map.lookup(&zero);
+    if (!c || !c->ready)
+        return 0;
+    return c;
+}
+
+static __always_inline __u32 ns_inum(char *upid)
+{
+    void *ns = 0;
+    __u32 inum = 0;
+    READ_PTR(ns, upid, OFF_UPID_NS);
+    if (ns)
+        READ_U32(inum, ns, OFF_PIDNS_NS + OFF_NS_COMMON_INUM);
+    return inum;
+}
+
+/* pid_nr_ns(): the number of a struct pid in the recorder's namespace (0 if invisible). */
+static __always_inline __u32 pid_nr(struct config *c, void *pid)
+{
+    __u32 level = 0, nr = 0;
+    if (!pid)
+        return 0;
+    READ_U32(level, pid, OFF_PID_LEVEL);
+    __u32 want = c->level & 31;
+    if (level < want)
+        return 0;
+    char *upid = (char *)pid + OFF_PID_NUMBERS + want * SIZE_UPID;
+    if (want > 0 && ns_inum(upid) != c->inum)
+        return 0;
+    READ_U32(nr, upid, OFF_UPID_NR);
+    return nr;
+}
+
+static __always_inline __u32 task_pidtype(struct config *c, void *task, int type)
+{
+    void *signal = 0, *pid = 0;
+    READ_PTR(signal, task, OFF_TASK_SIGNAL);
+    if (!signal)
+        return 0;
+    READ_PTR(pid, signal, OFF_SIGNAL_PIDS + type * sizeof(void *));
+    return pid_nr(c, pid);
+}
+
+static __always_inline __u32 task_tid(struct config *c, void *task)
+{
+    void *pid = 0;
+    READ_PTR(pid, task, OFF_TASK_THREAD_PID);
+    return pid_nr(c, pid);
+}
+
+static __always_inline __u32 task_ppid(struct config *c, void *task)
+{
+    void *parent = 0;
+    READ_PTR(parent, task, OFF_TASK_REAL_PARENT);
+    if (!parent)
+        return 0;
+    return task_pidtype(c, parent, PIDTYPE_TGID_);
+}
+
+/* Fill the common header from `task`; returns 0 when the task is not traced. */
+static __always_inline int fill(struct config *c, struct pt_event *ev, void *task, __u32 type)
+{
+    __u32 tgid = task_pidtype(c, task, PIDTYPE_TGID_);
+    if (!tgid)
+        return 0; /* not visible from the recorder's namespace */
+#if FILTER
+    if (!traced.lookup(&tgid))
+        return 0;
+#endif
+    ev->ts = bpf_ktime_get_ns();
+    ev->type = type;
+    ev->flags = 0;
+    ev->pid = tgid;
+    ev->tid = task_tid(c, task);
+    ev->ppid = task_ppid(c, task);
+    ev->pgid = task_pidtype(c, task, PIDTYPE_PGID_);
+    ev->sid = task_pidtype(c, task, PIDTYPE_SID_);
+    ev->uid = (__u32)bpf_get_current_uid_gid();
+    ev->arg0 = ev->arg1 = ev->arg2 = 0;
+    ev->len0 = ev->len1 = ev->len2 = ev->len3 = 0;
+    ev->cpu = bpf_get_smp_processor_id();
+    return 1;
+}
+
+/* ---------------------------------------------------------------- fork */
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    void *parent = (void *)ctx->args[0];
+    void *child = (void *)ctx->args[1];
+    __u32 child_tgid_g = 0, child_pid_g = 0;
+    READ_U32(child_tgid_g, child, OFF_TASK_TGID);
+    READ_U32(child_pid_g, child, OFF_TASK_PID);
+    if (child_tgid_g != child_pid_g)
+        return 0; /* a new thread, not a process */
+
+    struct config *c = get_config();
+    if (!c)
+        return 0;
+    struct pt_event ev = {};
+    if (!fill(c, &ev, parent, PT_FORK))
+        return 0;
+    __u32 child_tgid = task_pidtype(c, child, PIDTYPE_TGID_);
+    if (!child_tgid)
+        return 0;
+#if FILTER
+    __u8 one = 1;
+    if (traced.update(&child_tgid, &one) != 0)
+        bump(0);
+#endif
+    ev.arg0 = child_tgid;
+    ev.arg1 = task_pidtype(c, child, PIDTYPE_PGID_);
+    ev.arg2 = task_pidtype(c, child, PIDTYPE_SID_);
+    events.perf_submit(ctx, &ev, sizeof(ev));
+    return 0;
+}
+
+/* ---------------------------------------------------------------- exec */
+
+static __always_inline int exec_enter(const char *filename, const char *const *argv)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct config *c = get_config();
+    if (!c)
+        return 0;
+#if FILTER
+    __u32 tgid = task_pidtype(c, (void *)bpf_get_current_task(), PIDTYPE_TGID_);
+    if (!tgid || !traced.lookup(&tgid))
+        return 0;
+#endif
+    int zero = 0;
+    struct exec_args *z = zero_args.lookup(&zero);
+    if (!z)
+        return 0;
+    inflight_exec.update(&tid, z);
+    struct exec_args *a = inflight_exec.lookup(&tid);
+    if (!a)
+        return 0;
+    a->filename = filename;
+    const char *arg0 = 0;
+    if (bpf_probe_read_user(&arg0, sizeof(arg0), argv) == 0 && arg0) {
+        long n = bpf_probe_read_user_str(a->argv0, sizeof(a->argv0), arg0);
+        if (n > 0) {
+            a->argv0_len = n - 1;
+            a->argv0_ok = 1;
+        }
+    }
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    return exec_enter(args->filename, args->argv);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+    return exec_enter(args->filename, args->argv);
+}
+
+static __always_inline int exec_exit(void *ctx, long ret)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct exec_args *a = inflight_exec.lookup(&tid);
+    if (!a)
+        return 0;
+    if (ret < 0) {
+        struct scratch *s;
+        __u32 cpu = bpf_get_smp_processor_id();
+        s = scratch_buf.lookup(&cpu);
+        struct config *c = get_config();
+        if (s && c && fill(c, &s->ev, (void *)bpf_get_current_task(), PT_EXEC_FAILED)) {
+            s->ev.arg0 = -ret;
+            /* The kernel's getname() touched the string: it is resident now. */
+            long n = bpf_probe_read_user_str(s->data, PATH_MAX_, a->filename);
+            __u32 len = n > 0 ? n - 1 : 0;
+            s->ev.len1 = len;
+            len &= (PATH_MAX_ - 1);
+            events.perf_submit(ctx, s, sizeof(struct pt_event) + len);
+        }
+    }
+    inflight_exec.delete(&tid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execve)
+{
+    return exec_exit(args, args->ret);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
+{
+    return exec_exit(args, args->ret);
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+    void *task = (void *)bpf_get_current_task();
+    __u32 old_tid = (__u32)ctx->args[1];
+    void *bprm = (void *)ctx->args[2];
+    __u32 cpu = bpf_get_smp_processor_id();
+    struct scratch *s = scratch_buf.lookup(&cpu);
+    struct config *c = get_config();
+    if (!s || !c)
+        return 0;
+    if (!fill(c, &s->ev, task, PT_EXEC))
+        return 0;
+    struct pt_event *ev = &s->ev;
+    ev->arg0 = old_tid;
+    __s32 argc = 0;
+    READ_U32(argc, bprm, OFF_BINPRM_ARGC);
+    ev->arg1 = argc;
+
+    /* 1. the new image's argument area: resident, complete */
+    void *mm = 0;
+    unsigned long arg_start = 0, arg_end = 0;
+    READ_PTR(mm, task, OFF_TASK_MM);
+    if (mm) {
+        bpf_probe_read_kernel(&arg_start, sizeof(arg_start), (char *)mm + OFF_MM_ARG_START);
+        bpf_probe_read_kernel(&arg_end, sizeof(arg_end), (char *)mm + OFF_MM_ARG_END);
+    }
+    __u64 len = arg_end > arg_start ? arg_end - arg_start : 0;
+    if (len > ARGV_MAX) {
+        len = ARGV_MAX;
+        ev->flags |= PT_F_TRUNCATED;
+    }
+    len &= 0xFFFF;
+    if (len > ARGV_MAX)
+        len = ARGV_MAX;
+    if (len && bpf_probe_read_user(s->data, len, (void *)arg_start) != 0) {
+        ev->flags |= PT_F_ARGS_FAULT;
+        bump(1);
+        len = 0;
+    }
+    ev->len0 = len;
+    __u32 off = len;
+
+    /* 2. the file the kernel executed */
+    const char *filename = 0, *interp = 0;
+    READ_PTR(filename, bprm, OFF_BINPRM_FILENAME);
+    READ_PTR(interp, bprm, OFF_BINPRM_INTERP);
+    off &= 0xFFFF;
+    if (off > ARGV_MAX)
+        return 0;
+    long n = bpf_probe_read_kernel_str(s->data + off, PATH_MAX_, filename);
+    __u32 flen = n > 0 ? n - 1 : 0;
+    ev->len1 = flen;
+    off += flen & (PATH_MAX_ - 1);
+
+    /* 3. for `#!` scripts (and binfmt_misc): the interpreter, and the caller's argv[0] */
+    if (interp && interp != filename) {
+        ev->flags |= PT_F_SCRIPT;
+        off &= 0x1FFFF;
+        if (off > ARGV_MAX + PATH_MAX_)
+            return 0;
+        n = bpf_probe_read_kernel_str(s->data + off, PATH_MAX_, interp);
+        __u32 ilen = n > 0 ? n - 1 : 0;
+        ev->len2 = ilen;
+        off += ilen & (PATH_MAX_ - 1);
+        struct exec_args *a = inflight_exec.lookup(&old_tid);
+        if (a && a->argv0_ok) {
+            off &= 0x1FFFF;
+            if (off > ARGV_MAX + 2 * PATH_MAX_)
+                return 0;
+            __u32 alen = a->argv0_len & (PATH_MAX_ - 1);
+            bpf_probe_read_kernel(s->data + off, alen, a->argv0);
+            ev->len3 = alen;
+            ev->flags |= PT_F_ARGV0;
+            off += alen;
+        } else {
+            bump(2);
+        }
+    }
+    inflight_exec.delete(&old_tid);
+    __u64 size = sizeof(struct pt_event) + off;
+    size &= 0x1FFFF;
+    if (size > sizeof(struct scratch))
+        return 0;
+    events.perf_submit(ctx, s, size);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- exit */
+
+RAW_TRACEPOINT_PROBE(sched_process_exit)
+{
+    void *task = (void *)bpf_get_current_task();
+    void *signal = 0;
+    READ_PTR(signal, task, OFF_TASK_SIGNAL);
+    if (!signal)
+        return 0;
+    __s32 live = 1;
+    READ_U32(live, signal, OFF_SIGNAL_LIVE);
+    if (live != 0)
+        return 0; /* a thread exits, the process goes on */
+    struct config *c = get_config();
+    if (!c)
+        return 0;
+    struct pt_event ev = {};
+    if (!fill(c, &ev, task, PT_EXIT))
+        return 0;
+    __u32 sflags = 0;
+    __s32 status = 0;
+    READ_U32(sflags, signal, OFF_SIGNAL_FLAGS);
+    if (sflags & SIGNAL_GROUP_EXIT_)
+        READ_U32(status, signal, OFF_SIGNAL_GROUP_EXIT_CODE);
+    else
+        READ_U32(status, task, OFF_TASK_EXIT_CODE);
+    ev.arg0 = status;
+    events.perf_submit(ctx, &ev, sizeof(ev));
+#if FILTER
+    __u32 tgid = ev.pid;
+    traced.delete(&tgid);
+#endif
+    return 0;
+}
+
+/* ---------------------------------------------------------------- setpgid / setsid */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_setpgid)
+{
+    struct config *c = get_config();
+    if (!c)
+        return 0;
+#if FILTER
+    __u32 tgid = task_pidtype(c, (void *)bpf_get_current_task(), PIDTYPE_TGID_);
+    if (!tgid || !traced.lookup(&tgid))
+        return 0;
+#endif
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct pgid_args a = {.pid = args->pid, .pgid = args->pgid};
+    inflight_pgid.update(&tid, &a);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_setpgid)
+{
+    __u32 tid = (__u32)bpf_get_current_pid_tgid();
+    struct pgid_args *a = inflight_pgid.lookup(&tid);
+    if (!a)
+        return 0;
+    struct pgid_args copy = *a;
+    inflight_pgid.delete(&tid);
+    if (args->ret != 0)
+        return 0;
+    struct config *c = get_config();
+    if (!c)
+        return 0;
+    struct pt_event ev = {};
+    if (!fill(c, &ev, (void *)bpf_get_current_task(), PT_SETPGID))
+        return 0;
+    /* Resolve 0 arguments as the kernel does: pid 0 = caller, pgid 0 = target pid. */
+    __s32 target = copy.pid ? copy.pid : (__s32)ev.pid;
+    ev.arg0 = target;
+    ev.arg1 = copy.pgid ? copy.pgid : target;
+    events.perf_submit(args, &ev, sizeof(ev));
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_setsid)
+{
+    if (args->ret < 0)
+        return 0;
+    struct config *c = get_config();
+    if (!c)
+        return 0;
+    struct pt_event ev = {};
+    if (!fill(c, &ev, (void *)bpf_get_current_task(), PT_SETSID))
+        return 0;
+    ev.arg0 = ev.sid;
+    events.perf_submit(args, &ev, sizeof(ev));
+    return 0;
+}
+
+/* ---------------------------------------------------------------- handshake */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_prctl)
+{
+    if (args->option != HANDSHAKE)
+        return 0;
+    int zero = 0;
+    struct config *c = config_map.lookup(&zero);
+    if (!c || c->ready)
+        return 0;
+    void *task = (void *)bpf_get_current_task();
+    void *pid = 0;
+    __u32 level = 0;
+    READ_PTR(pid, task, OFF_TASK_THREAD_PID);
+    if (!pid)
+        return 0;
+    READ_U32(level, pid, OFF_PID_LEVEL);
+    level &= 31;
+    char *upid = (char *)pid + OFF_PID_NUMBERS + level * SIZE_UPID;
+    c->level = level;
+    c->inum = ns_inum(upid);
+    READ_U32(c->tracer, upid, OFF_UPID_NR); /* called from the main thread: tid == tgid */
+#if FILTER
+    __u32 tracer = c->tracer;
+    __u8 two = 2;
+    traced.update(&tracer, &two);
+#endif
+    c->ready = 1;
+    return 0;
+}

@@ -1,0 +1,73 @@
+/* proctrace.h - the ABI between the BPF C programs and Python.
+ *
+ * Every event the kernel side emits starts with `struct pt_event`; some
+ * kinds are followed by variable-length data (see each kind).  The Python
+ * mirror is proctrace_bcc/backends/abi.py; tests/unit/test_abi.py compiles
+ * this header and checks that sizes and offsets agree.
+ *
+ * Only fixed-width types: this header is compiled both by BCC's clang (BPF
+ * target) and by the host C compiler in the ABI test.
+ */
+#ifndef PROCTRACE_H
+#define PROCTRACE_H
+
+#ifndef __BPF__
+#include <stdint.h>
+typedef uint64_t __u64;
+typedef uint32_t __u32;
+typedef int32_t __s32;
+#endif
+
+#define PT_FORK 1        /* arg0 = child pid, arg1 = child pgid, arg2 = child sid */
+#define PT_EXEC 2        /* arg0 = old tid, arg1 = argc of the new image; data below */
+#define PT_EXEC_FAILED 3 /* arg0 = errno (positive); data = filename (len1 bytes) */
+#define PT_EXIT 4        /* arg0 = wait status (code << 8 | core 0x80 | signal) */
+#define PT_SETPGID 5     /* arg0 = target pid, arg1 = new pgid */
+#define PT_SETSID 6      /* arg0 = new sid */
+#define PT_FDS 7         /* fd table of an exec; data = `len0` bytes of struct pt_fd */
+
+/* flags */
+#define PT_F_TRUNCATED 0x1    /* argument area longer than ARGV_MAX: cut */
+#define PT_F_ARGS_FAULT 0x2   /* argument area could not be read */
+#define PT_F_ARGV0 0x4        /* argv0 (read at syscall entry) is present */
+#define PT_F_SCRIPT 0x8       /* interp != filename: `#!` or binfmt_misc */
+#define PT_F_FDS_TRUNCATED 0x10 /* more descriptors than FDS_MAX */
+
+/* PT_EXEC data, in this order, no terminators:
+ *   len0 bytes: the new image's argument area (NUL-separated strings)
+ *   len1 bytes: bprm->filename
+ *   len2 bytes: bprm->interp (only when PT_F_SCRIPT)
+ *   len3 bytes: the caller's argv[0], read at syscall entry (when PT_F_ARGV0)
+ */
+struct pt_event {
+    __u64 ts;    /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
+    __u32 type;  /* PT_* */
+    __u32 flags; /* PT_F_* */
+    __u32 pid;   /* tgid, as seen from the recorder's pid namespace */
+    __u32 tid;
+    __u32 ppid;  /* real_parent's tgid */
+    __u32 pgid;
+    __u32 sid;
+    __u32 uid;
+    __s32 arg0;
+    __s32 arg1;
+    __s32 arg2;
+    __u32 len0;
+    __u32 len1;
+    __u32 len2;
+    __u32 len3;
+    __u32 cpu;
+};
+
+/* One open descriptor (PT_FDS payload entry). */
+struct pt_fd {
+    __u32 fd;
+    __u32 mode;  /* inode->i_mode (S_IFMT bits tell the type) */
+    __u64 ino;
+    __u32 dev;   /* superblock s_dev (kernel encoding) */
+    __u32 rdev;  /* inode->i_rdev (ttys) */
+    __u32 flags; /* file->f_flags */
+    __u32 cloexec; /* 1 if close-on-exec was set before the exec */
+};
+
+#endif

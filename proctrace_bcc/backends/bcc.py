@@ -1,0 +1,208 @@
+"""The BCC backend: BPF C from bpf_programs/, perf buffer, ctypes decode.
+
+`bcc` is imported lazily in `start()` so that everything else (analyze, tests
+without root) works where BCC is absent.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from proctrace_bcc.backends import abi
+from proctrace_bcc.backends.base import Backend, BackendConfig
+from proctrace_bcc.errors import BackendUnavailable, RecorderError
+from proctrace_bcc.events import (
+    Event,
+    Exec,
+    ExecFailed,
+    Exit,
+    Fork,
+    Lost,
+    SetPGID,
+    SetSID,
+    from_bytes,
+)
+
+BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf_programs"
+HANDSHAKE = 0x50544243  # prctl option no kernel knows ("PTBC"): returns EINVAL
+WAKEUP_EVENTS = 64  # wake the reader once per this many events per CPU (then drain)
+TRACED_MAX = 65536
+_HDR = ct.sizeof(abi.PtEvent)
+
+
+def bpf_dir() -> Path:
+    """bpf_programs/ in a source checkout, or the copy installed beside the package."""
+    for cand in (BPF_DIR, Path(__file__).resolve().parent.parent / "bpf_programs"):
+        if (cand / "proctrace.bpf.c").exists():
+            return cand
+    raise RecorderError(f"bpf_programs/proctrace.bpf.c not found (looked in {BPF_DIR})")
+
+
+def decode_exec(ev: abi.PtEvent, payload: bytes) -> Exec:
+    """Build an Exec from the raw event and its payload (see proctrace.h)."""
+    o0, o1 = ev.len0, ev.len0 + ev.len1
+    o2 = o1 + ev.len2
+    o3 = o2 + ev.len3
+    area, filename = payload[:o0], payload[o0:o1]
+    truncated = bool(ev.flags & (abi.PT_F_TRUNCATED | abi.PT_F_ARGS_FAULT))
+    if area.endswith(b"\0"):
+        area = area[:-1]
+    args = area.split(b"\0") if area else []
+    interpreter: list[bytes] | None = None
+    argv = args
+    if ev.flags & abi.PT_F_SCRIPT:
+        # The area is [interp, (interp arg), script filename, argv[1:]...] (nested
+        # scripts repeat the prefix); the caller's argv[0] was read at syscall entry.
+        j = next((i for i in range(1, len(args)) if args[i] == filename), None)
+        if j is not None:
+            interpreter = args[:j]
+            argv0 = payload[o2:o3] if ev.flags & abi.PT_F_ARGV0 else None
+            if argv0 is None:
+                truncated = True  # argv[0] unreadable: the kernel's filename stands in
+                argv0 = filename
+            argv = [argv0, *args[j + 1:]]
+    return Exec.from_argv(
+        ev.ts, ev.pid, ev.ppid, ev.pgid, [from_bytes(a) for a in argv],
+        filename=from_bytes(filename),
+        interpreter=[from_bytes(a) for a in interpreter] if interpreter is not None else None,
+        sid=ev.sid, uid=ev.uid, truncated=truncated,
+    )
+
+
+def decode(data: int, size: int) -> Event | None:
+    """Decode one perf-buffer record (address, size) into an event."""
+    if size < _HDR:
+        return None
+    ev = abi.PtEvent.from_buffer_copy(ct.string_at(data, _HDR))
+    t = ev.type
+    if t == abi.PT_FORK:
+        return Fork(ev.ts, ev.pid, ev.arg0, ev.pgid, child_pgid=ev.arg1, sid=ev.arg2)
+    if t == abi.PT_EXEC:
+        payload = ct.string_at(data + _HDR, size - _HDR)
+        return decode_exec(ev, payload)
+    if t == abi.PT_EXIT:
+        code, sig, core = Exit.split_status(ev.arg0)
+        return Exit(ev.ts, ev.pid, ev.ppid, ev.pgid, exit_code=code, signal=sig,
+                    core_dumped=core)
+    if t == abi.PT_EXEC_FAILED:
+        name = ct.string_at(data + _HDR, min(ev.len1, size - _HDR))
+        return ExecFailed(ev.ts, ev.pid, from_bytes(name), ev.arg0)
+    if t == abi.PT_SETPGID:
+        return SetPGID(ev.ts, ev.pid, ev.ppid, ev.arg1, target_pid=ev.arg0)
+    if t == abi.PT_SETSID:
+        return SetSID(ev.ts, ev.pid, ev.ppid, ev.pgid, sid=ev.arg0)
+    return None
+
+
+class BccBackend(Backend):
+    name = "bcc"
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._bpf: Any = None
+        self._pending: list[Event] = []
+        self._lost_total = 0
+        self.header_tree: str = ""
+
+    # -- program -------------------------------------------------------------
+
+    def cflags(self) -> list[str]:
+        from proctrace_bcc.offsets import defines, kernel_offsets
+
+        c = self.config
+        argv_max = max(4096, min(c.argv_max, 65536 - 4 * 4096))
+        flags = [
+            f"-I{bpf_dir()}",
+            f"-DFILTER={0 if c.tracer_pid is None else 1}",
+            f"-DHANDSHAKE={HANDSHAKE}",
+            f"-DARGV_MAX={argv_max}",
+            f"-DNCPU={os.cpu_count() or 1}",
+            f"-DTRACED_MAX={TRACED_MAX}",
+            f"-DWITH_FDS={1 if c.fds else 0}",
+        ]
+        return flags + defines(kernel_offsets())
+
+    def program_text(self) -> str:
+        src = (bpf_dir() / "proctrace.bpf.c").read_text()
+        head = "\n".join(f"// cflag: {f}" for f in self.cflags())
+        return f"{head}\n{src}"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            import bcc
+        except ImportError:
+            raise BackendUnavailable(
+                "bcc", "python module `bcc` not importable (Debian: apt-get install "
+                "python3-bpfcc; use /usr/bin/python3 or a venv with --system-site-packages)"
+            ) from None
+        from proctrace_bcc.headers import find_header_tree
+
+        tree = find_header_tree()
+        os.environ["BCC_KERNEL_SOURCE"] = str(tree.path)
+        self.header_tree = tree.how
+        src = (bpf_dir() / "proctrace.bpf.c").read_text()
+        try:
+            self._bpf = bcc.BPF(text=src, cflags=self.cflags())
+        except Exception as exc:  # BCC raises bare Exception on compile/load errors
+            raise RecorderError(f"BCC could not load the BPF program: {exc}") from None
+        self._bpf["events"].open_perf_buffer(
+            self._on_event, page_cnt=self.config.buffer_pages, lost_cb=self._on_lost,
+            wakeup_events=WAKEUP_EVENTS,
+        )
+        self._handshake()
+
+    def _handshake(self) -> None:
+        """Tell the kernel side who we are; proves the syscall probes are live."""
+        libc = ct.CDLL(None, use_errno=True)
+        cfg = self._bpf["config_map"]
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            libc.prctl(HANDSHAKE, 0, 0, 0, 0)
+            v = cfg[ct.c_int(0)]
+            if v.ready:
+                self.pidns_level = int(v.level)
+                self.tracer_tgid = int(v.tracer)
+                return
+            time.sleep(0.005)
+        raise RecorderError("the BPF probes did not answer the start-up handshake within 5 s")
+
+    def _on_event(self, cpu: int, data: int, size: int) -> None:
+        ev = decode(data, size)
+        if ev is not None:
+            self._pending.append(ev)
+
+    def _on_lost(self, count: int) -> None:
+        self._lost_total += count
+        self._pending.append(Lost(time.monotonic_ns(), int(count)))
+
+    def poll(self, timeout_ms: int) -> list[Event]:
+        self._bpf.perf_buffer_poll(timeout=timeout_ms)
+        self._bpf.perf_buffer_consume()  # wakeups are batched: take what is pending
+        out, self._pending = self._pending, []
+        return out
+
+    def drain(self) -> list[Event]:
+        self._bpf.perf_buffer_consume()
+        out, self._pending = self._pending, []
+        return out
+
+    def tracked(self) -> int | None:
+        if self._bpf is None or self.config.tracer_pid is None:
+            return None
+        return sum(1 for _, v in self._bpf["traced"].items() if v.value == 1)
+
+    def kernel_stats(self) -> dict[str, int]:
+        names = ["traced_map_full", "args_fault", "argv0_fault"]
+        st = self._bpf["stats"]
+        return {n: int(st[ct.c_int(i)].value) for i, n in enumerate(names)}
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None

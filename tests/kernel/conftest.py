@@ -1,0 +1,77 @@
+"""Fixtures for the kernel tests: run the real recorder as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from proctrace_bcc.recording import Recording, read_recording
+from proctrace_bcc.tree import Process, ProcessTree, build_tree
+
+REPO = Path(__file__).resolve().parents[2]
+BACKENDS = ["bcc"]
+
+
+@dataclass
+class Result:
+    rc: int
+    rec: Recording
+    tree: ProcessTree
+    stdout: str
+    stderr: str
+    path: Path
+
+    @property
+    def root(self) -> Process:
+        roots = [p for p in self.tree.roots if p.pid == self.rec.header.root_pid]  # type: ignore[union-attr]
+        assert roots, f"root pid not in tree; roots={[(p.pid, p.command) for p in self.tree.roots]}"
+        return roots[0]
+
+    def procs(self) -> list[Process]:
+        return list(self.root.walk())
+
+    def by_command(self, prefix: str) -> list[Process]:
+        """Processes whose own last exec starts with prefix (not inherited commands)."""
+        return [p for p in self.procs() if p.execs and p.command.startswith(prefix)]
+
+    def execs(self) -> list[list[str]]:
+        return [list(e.argv or []) for p in self.procs() for e in p.execs]
+
+
+Recorder = Callable[..., Result]
+
+
+def run_record(tmp_path: Path, backend: str, cmd: Sequence[str], *extra: str,
+               timeout: float = 120, env: dict[str, str] | None = None,
+               prefix: Sequence[str] = ()) -> Result:
+    out = tmp_path / f"rec-{backend}.ndjson"
+    argv = [*prefix, sys.executable, "-m", "proctrace_bcc", "record", "-q", "-o", str(out),
+            "--backend", backend, *extra, "--", *cmd]
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO)
+    if env:
+        e.update(env)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=e,
+                       stdin=subprocess.DEVNULL)
+    assert out.exists(), f"no recording; stderr: {p.stderr}"
+    rec = read_recording(out)
+    return Result(p.returncode, rec, build_tree(rec.events, rec.header), p.stdout, p.stderr, out)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def record(tmp_path: Path, backend: str) -> Recorder:
+    def _record(cmd: Sequence[str], *extra: str, **kw: object) -> Result:
+        return run_record(tmp_path, backend, cmd, *extra, **kw)  # type: ignore[arg-type]
+
+    return _record
