@@ -20,6 +20,7 @@ import hashlib
 import html
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -125,7 +126,7 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
     h = tree.header
     summary: dict[str, Any] = {
         "command": header_command(tree, rows),
-        "start_time": h.start_time if h is not None else "",
+        "start_time": _start_time(h.start_time) if h is not None else "",
         "duration": end - t0,
         "processes": len(rows),
         "execs": execs,
@@ -152,6 +153,21 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
         "fe": fe,
         "conc": {"t": [rel(t) for t in ct], "n": cn},
     }
+
+
+def _start_time(iso: str) -> str:
+    """'2024-05-01T12:00:00.123456+00:00' -> '2024-05-01 12:00:00.123 +00:00'."""
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    out = dt.strftime("%Y-%m-%d %H:%M:%S") + f".{dt.microsecond // 1000:03d}"
+    off = dt.utcoffset()
+    if off is not None:
+        minutes = int(off.total_seconds()) // 60
+        sign = "-" if minutes < 0 else "+"
+        out += f" {sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    return out
 
 
 def json_for_script(data: Any) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from proctrace_bcc.render import html as html_report
+from proctrace_bcc.render._common import spans
 from tests.unit.render_samples import AMP, HOSTILE, load, write_mixed
 
 pytestmark = pytest.mark.browser
@@ -201,3 +202,34 @@ def test_ctrl_wheel_zooms_and_drag_pans(report: Report) -> None:
     panned = report.js("window.__proctrace.view()")
     assert panned[0] < zoomed[0]
     assert panned[1] - panned[0] == pytest.approx(zoomed[1] - zoomed[0])
+
+
+def test_report_of_a_real_recording(browser: Any, tmp_path: Path) -> None:
+    """ci-demo.ndjson: `proctrace-bcc record` (bcc backend) of a small CI script
+    (make -j4 of 7 files, 4 tests of which one fails, a compile error, `timeout 0.3 sleep 5`,
+    a background `sleep 30` left running); docs/img/report.png shows its report."""
+    rec_path = Path(__file__).parent / "data" / "ci-demo.ndjson"
+    rec, tree = load(rec_path)
+    out = tmp_path / "report.html"
+    out.write_text("".join(html_report.render(rec, tree)), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(out.as_uri())
+    rep = Report(page, errors, [])
+    rep.wait_for("window.__proctrace && window.__proctrace.ready")
+    assert errors == []
+    assert rep.js("window.__proctrace.rows()") == len(tree.processes) == 84
+    assert rep.visible_pids() == [p.pid for p in tree.walk()]
+    timeout = next(p for p in tree.processes if p.command == "timeout 0.3 sleep 5")
+    tip = rep.hover_bar(rep.row_of(timeout.pid))
+    assert tip is not None and "argv: timeout 0.3 sleep 5" in tip and "exit 124" in tip
+    rep.page.fill("#filter", "/CC1 -quiet")  # case-insensitive, over every image's argv
+    n_cc1 = sum(1 for p in tree.processes
+                if any("/cc1 -quiet" in sp.label for sp in spans(p, tree.end)))
+    assert n_cc1 == 8
+    rep.wait_for(f"document.querySelector('#filter-count').textContent === "
+                 f"'{n_cc1} matching processes'")
+    assert errors == []
+    page.close()

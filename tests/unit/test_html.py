@@ -95,7 +95,7 @@ def test_summary(mixed: tuple[str, dict[str, Any]]) -> None:
     _, d = mixed
     assert d["summary"] == {
         "command": "bash -c make test",
-        "start_time": "2024-05-01T12:00:00Z",
+        "start_time": "2024-05-01 12:00:00.000 +00:00",
         "duration": 49 * MS,
         "processes": 8,
         "execs": 9,
@@ -175,6 +175,15 @@ def test_title_is_escaped(tmp_path: Path) -> None:
     page = parse(doc)
     assert [t for t, _ in page.tags].count("script") == 2
     assert "<title>proctrace: &lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt;</title>" in doc
+
+
+def test_start_time_is_shortened_for_people() -> None:
+    assert html_report._start_time("2026-11-26T06:53:34.765219+00:00") == (
+        "2026-11-26 06:53:34.765 +00:00")
+    assert html_report._start_time("2026-11-26T06:53:34-05:30") == (
+        "2026-11-26 06:53:34.000 -05:30")
+    assert html_report._start_time("2026-11-26T06:53:34") == "2026-11-26 06:53:34.000"
+    assert html_report._start_time("yesterday") == "yesterday"
 
 
 def test_json_for_script_escapes_html_specials() -> None:

@@ -181,6 +181,13 @@
     return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
   }
 
+  function fmtTick(t, step) {
+    var div = step >= 1e8 ? 1e9 : step >= 1e5 ? 1e6 : step >= 100 ? 1e3 : 1;
+    var unit = div === 1e9 ? " s" : div === 1e6 ? " ms" : div === 1e3 ? " µs" : " ns";
+    var dec = Math.max(0, Math.ceil(-Math.log10(step / div) - 1e-9));
+    return "+" + (t / div).toFixed(dec) + unit;
+  }
+
   function drawAxis(c, top, h, x0, x1, labels) {
     var step = niceStep(ve - vs, (x1 - x0) / 110);
     c.fillStyle = "#555";
@@ -193,7 +200,7 @@
       c.moveTo(x, top);
       c.lineTo(x, top + h);
       c.stroke();
-      if (labels) c.fillText(fmtAt(t), x + 3, top + 10);
+      if (labels) c.fillText(fmtTick(t, step), x + 3, top + 10);
     }
   }
 
@@ -263,6 +270,11 @@
         }
       }
       ctx.globalAlpha = 1;
+      if (spEnd[s1 - 1] < vs || spStart[s0] > ve) {  // the process is outside the window
+        ctx.fillStyle = "#999";
+        ctx.fillText(spEnd[s1 - 1] < vs ? "◂" : "▸", spEnd[s1 - 1] < vs ? labelW + 3 : W - 12,
+                     y + ROW_H / 2);
+      }
       ctx.fillStyle = "#b00020";
       for (var f = feStart[r]; f < feStart[r + 1]; f++) {
         var fx = X(FE.t[f]);
@@ -354,10 +366,10 @@
   // ---- tooltip and details
   function procLines(r) {
     return [
-      "pid " + P.pid[r] + "   ppid " + dash(P.ppid[r]) + "   pgid " + dash(P.pgid[r]) +
-        "   sid " + dash(P.sid[r]),
-      "start " + fmtAt(P.start[r]) + "   duration " + fmtDur(P.end[r] - P.start[r]) +
-        (P.forked[r] ? "" : "   (already running when the recording started)"),
+      "pid " + P.pid[r] + " · ppid " + dash(P.ppid[r]) + " · pgid " + dash(P.pgid[r]) +
+        " · sid " + dash(P.sid[r]),
+      "start " + fmtAt(P.start[r]) + " · duration " + fmtDur(P.end[r] - P.start[r]) +
+        (P.forked[r] ? "" : " (already running when the recording started)"),
       "exit: " + S[P.status[r]],
     ];
   }
@@ -452,7 +464,12 @@
         return;
       }
     }
-    if (ev.target !== cv) return;
+    if (ev.target !== cv) { mouse = null; return; }
+    mouse = { clientX: ev.clientX, clientY: ev.clientY };
+    hoverAt(mouse);
+  });
+  var mouse = null;  // last pointer position over the timeline
+  function hoverAt(ev) {
     var h = hit(ev);
     var nr = h ? h.r : -1;
     if (nr !== hoverRow) { hoverRow = nr; schedule(); }
@@ -460,7 +477,7 @@
     if (h.label) showTip(h.r, span0[h.r + 1] - 1, ev);
     else if (h.s >= 0) showTip(h.r, h.s, ev);
     else hideTip();
-  });
+  }
   window.addEventListener("mouseup", function (ev) {
     if (!drag) return;
     var d = drag;
@@ -477,7 +494,12 @@
       schedule();
     }
   });
-  cv.addEventListener("mouseleave", function () { hideTip(); hoverRow = -1; schedule(); });
+  cv.addEventListener("mouseleave", function () {
+    mouse = null;
+    hideTip();
+    hoverRow = -1;
+    schedule();
+  });
   cv.addEventListener("dblclick", function (ev) {
     var h = hit(ev);
     if (h && !h.label) fit();
@@ -495,7 +517,11 @@
     }
   }
   cv.addEventListener("wheel", onWheel, { passive: false });
-  wrap.addEventListener("scroll", function () { hideTip(); schedule(); });
+  wrap.addEventListener("scroll", function () {
+    // the row under a still pointer changed: update the tooltip
+    if (mouse && !drag) hoverAt(mouse); else hideTip();
+    schedule();
+  });
 
   conc.addEventListener("mousedown", function (ev) {
     var x = ev.clientX - conc.getBoundingClientRect().left;
@@ -622,16 +648,22 @@
   if (want < 0.7 * window.innerHeight) wrap.style.height = Math.max(120, want) + "px";
   rebuild();
   draw();
-  var loadMs = performance.now() - t0;
+  var readyAt = performance.now(), loadMs = readyAt - t0;
 
   // ---- test hook: lets tests query state and find where to point the mouse
   function clientPoint(x, y) {
     var rect = cv.getBoundingClientRect();
+    if (rect.top + y < 0 || rect.top + y >= window.innerHeight) {
+      wrap.scrollIntoView({ block: "nearest" });
+      rect = cv.getBoundingClientRect();
+    }
     return { x: rect.left + x, y: rect.top + y };
   }
   window.__proctrace = {
     ready: true,
-    loadMs: loadMs,
+    loadMs: loadMs,     // running this script: parse the data, build rows, first draw
+    readyAt: readyAt,   // from navigation start (includes reading and parsing the HTML)
+    draw: draw,
     rows: function () { return N; },
     visibleRows: function () {
       return Array.from(visible, function (r) {
