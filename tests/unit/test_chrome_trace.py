@@ -226,3 +226,12 @@ def test_process_running_before_the_recording_has_no_incoming_flow(tmp_path: Pat
     # nanosecond precision survives as fractional microseconds
     child = last_span(obj, 6)
     assert child["ts"] == pytest.approx(0.01) and child["dur"] == pytest.approx(0.01)
+
+
+def test_recording_without_processes(tmp_path: Path) -> None:
+    from proctrace_bcc.events import End, Lost
+
+    obj = render(write(tmp_path / "r.ndjson",
+                       [Lost(timestamp=5, count=2), End(timestamp=10, reason="timeout")], None))
+    check_format_rules(obj)
+    assert obj["traceEvents"] == [] and obj["otherData"]["lost_events"] == "2"

@@ -190,3 +190,15 @@ def test_json_for_script_escapes_html_specials() -> None:
     out = html_report.json_for_script({"a": "</script>&<!--\u2028"})
     assert out == '{"a":"\\u003c/script\\u003e\\u0026\\u003c!--\\u2028"}'
     assert json.loads(out) == {"a": "</script>&<!--\u2028"}
+
+
+def test_recording_without_processes(tmp_path: Path) -> None:
+    from proctrace_bcc.events import End, Lost
+
+    rec, tree = load(write(tmp_path / "r.ndjson",
+                           [Lost(timestamp=5, count=2), End(timestamp=10, reason="timeout")], None))
+    d = html_report.report_data(rec, tree)
+    assert d["p"]["pid"] == [] and d["p"]["span0"] == [0]
+    assert (d["summary"]["processes"], d["summary"]["lost"], d["summary"]["peak"]) == (0, 2, 0)
+    page = parse("".join(html_report.render(rec, tree)))
+    assert len(page.scripts) == 2
