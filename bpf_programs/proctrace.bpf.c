@@ -13,7 +13,8 @@
  *                 sees it.  Nothing is emitted before the handshake.
  *   ARGV_MAX      bytes of argument area kept per exec
  *   NCPU          number of possible CPUs (scratch buffers)
- *   WITH_FDS      1: emit PT_FDS after each exec (FDS_MAX descriptors at most)
+ *   WITH_FDS      1: emit PT_FDS after each exec (FDS_MAX descriptors at most,
+ *                 a multiple of 64)
  */
 #include <uapi/linux/ptrace.h>
 
@@ -27,7 +28,11 @@
 #define PIDTYPE_SID_ 3
 #define SIGNAL_GROUP_EXIT_ 0x00000004
 
-#define SCRATCH_SIZE (sizeof(struct pt_event) + ARGV_MAX + 3 * PATH_MAX_)
+#ifndef FDS_MAX
+#define FDS_MAX 256
+#endif
+#define S_IFMT_ 00170000
+#define S_IFREG_ 0100000
 
 struct scratch {
     struct pt_event ev;
@@ -61,6 +66,13 @@ BPF_PERCPU_ARRAY(zero_args, struct exec_args, 1); /* never written: a zeroed val
 BPF_HASH(inflight_exec, __u32, struct exec_args, 10240); /* global tid -> args at entry */
 BPF_HASH(inflight_pgid, __u32, struct pgid_args, 10240); /* global tid -> setpgid args */
 BPF_ARRAY(config_map, struct config, 1);
+#if WITH_FDS
+#define FORK_FDS 64
+struct fork_files {
+    __u64 file[FORK_FDS]; /* struct file * of fds 0..63 when the process was forked */
+};
+BPF_TABLE("lru_hash", __u32, struct fork_files, fork_fds, 16384); /* tgid -> fork-time files */
+#endif
 BPF_ARRAY(stats, __u64, 4); /* 0: traced map full, 1: arg area faults, 2: argv0 faults */
 
 #define READ_PTR(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(void *), (char *)(base) + (off))
@@ -186,6 +198,26 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
     if (traced.update(&child_tgid, &one) != 0)
         bump(0);
 #endif
+#if WITH_FDS
+    {
+        /* One read: the child's fd pointer array (a copy of the parent's). */
+        int zero = 0;
+        struct fork_files *z = (struct fork_files *)zero_args.lookup(&zero);
+        if (z && fork_fds.update(&child_tgid, z) == 0) {
+            struct fork_files *ff = fork_fds.lookup(&child_tgid);
+            void *files = 0, *fdt = 0, *fdarr = 0;
+            __u32 max_fds = 0;
+            READ_PTR(files, child, OFF_TASK_FILES);
+            READ_PTR(fdt, files, OFF_FILES_FDT);
+            READ_U32(max_fds, fdt, OFF_FDT_MAX_FDS);
+            READ_PTR(fdarr, fdt, OFF_FDT_FD);
+            if (ff) {
+                __u32 n = max_fds < FORK_FDS ? max_fds : FORK_FDS;
+                bpf_probe_read_kernel(ff->file, (n & (2 * FORK_FDS - 1)) * 8, fdarr);
+            }
+        }
+    }
+#endif
     ev.arg0 = child_tgid;
     ev.arg1 = task_pidtype(c, child, PIDTYPE_PGID_);
     ev.arg2 = task_pidtype(c, child, PIDTYPE_SID_);
@@ -271,6 +303,65 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
     return exec_exit(args, args->ret);
 }
 
+#if WITH_FDS
+/* The fd table right after an exec (close-on-exec descriptors are already
+ * closed): one struct pt_fd slot per fd number below min(max_fds, FDS_MAX),
+ * empty slots have fd == PT_FD_EMPTY.  The loop body has no data-dependent
+ * branches (failed reads leave zeros) so the verifier's work stays linear. */
+static __always_inline void emit_fds(void *ctx, struct scratch *s, void *task)
+{
+    struct pt_event *ev = &s->ev;
+    ev->type = PT_FDS;
+    ev->flags = 0;
+    ev->len1 = ev->len2 = ev->len3 = 0;
+    void *files = 0, *fdt = 0, *fdarr = 0;
+    __u32 max_fds = 0;
+    READ_PTR(files, task, OFF_TASK_FILES);
+    READ_PTR(fdt, files, OFF_FILES_FDT);
+    READ_U32(max_fds, fdt, OFF_FDT_MAX_FDS);
+    READ_PTR(fdarr, fdt, OFF_FDT_FD);
+    __u32 tgid = ev->pid;
+    struct fork_files *forked = fork_fds.lookup(&tgid);
+    if (!forked)
+        ev->flags |= PT_F_FORK_UNKNOWN;
+    __u32 count = max_fds;
+    if (count > FDS_MAX) {
+        count = FDS_MAX;
+        ev->flags |= PT_F_FDS_TRUNCATED;
+    }
+#pragma clang loop unroll(disable)
+    for (__u32 i = 0; i < FDS_MAX; i++) {
+        if (i >= count)
+            break;
+        struct pt_fd *o = (struct pt_fd *)(s->data + (i & (FDS_MAX - 1)) * sizeof(struct pt_fd));
+        void *file = 0, *inode = 0, *sb = 0, *dentry = 0, *name = 0;
+        READ_PTR(file, fdarr, i * sizeof(void *));
+        o->fd = file ? i : PT_FD_EMPTY;
+        o->inherited = PT_FD_INHERIT_UNKNOWN;
+        if (forked && i < FORK_FDS)
+            o->inherited = forked->file[i & (FORK_FDS - 1)] == (__u64)file;
+        o->mode = o->dev = o->rdev = o->flags = 0;
+        o->ino = 0;
+        o->name[0] = 0;
+        READ_U32(o->flags, file, OFF_FILE_F_FLAGS);
+        READ_PTR(inode, file, OFF_FILE_F_INODE);
+        bpf_probe_read_kernel(&o->mode, 2, (char *)inode + OFF_INODE_I_MODE);
+        bpf_probe_read_kernel(&o->ino, 8, (char *)inode + OFF_INODE_I_INO);
+        READ_U32(o->rdev, inode, OFF_INODE_I_RDEV);
+        READ_PTR(sb, inode, OFF_INODE_I_SB);
+        READ_U32(o->dev, sb, OFF_SB_S_DEV);
+        READ_PTR(dentry, file, OFF_FILE_F_PATH + OFF_PATH_DENTRY);
+        READ_PTR(name, dentry, OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
+        bpf_probe_read_kernel_str(o->name, sizeof(o->name), name);
+    }
+    ev->len0 = count * sizeof(struct pt_fd);
+    __u64 size = sizeof(struct pt_event) + (count & (2 * FDS_MAX - 1)) * sizeof(struct pt_fd);
+    if (size > sizeof(struct scratch))
+        return;
+    events.perf_submit(ctx, s, size);
+}
+#endif
+
 RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
     void *task = (void *)bpf_get_current_task();
@@ -350,11 +441,17 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
         }
     }
     inflight_exec.delete(&old_tid);
+#if WITH_FDS
+    ev->flags |= PT_F_HAS_FDS;
+#endif
     __u64 size = sizeof(struct pt_event) + off;
     size &= 0x1FFFF;
     if (size > sizeof(struct scratch))
         return 0;
     events.perf_submit(ctx, s, size);
+#if WITH_FDS
+    emit_fds(ctx, s, task);
+#endif
     return 0;
 }
 
@@ -386,9 +483,12 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
         READ_U32(status, task, OFF_TASK_EXIT_CODE);
     ev.arg0 = status;
     events.perf_submit(ctx, &ev, sizeof(ev));
-#if FILTER
     __u32 tgid = ev.pid;
+#if FILTER
     traced.delete(&tgid);
+#endif
+#if WITH_FDS
+    fork_fds.delete(&tgid);
 #endif
     return 0;
 }

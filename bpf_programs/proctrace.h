@@ -24,14 +24,21 @@ typedef int32_t __s32;
 #define PT_EXIT 4        /* arg0 = wait status (code << 8 | core 0x80 | signal) */
 #define PT_SETPGID 5     /* arg0 = target pid, arg1 = new pgid */
 #define PT_SETSID 6      /* arg0 = new sid */
-#define PT_FDS 7         /* fd table of an exec; data = `len0` bytes of struct pt_fd */
+#define PT_FDS 7         /* fd table right after an exec; data = `len0` bytes of struct pt_fd;
+                            always follows its PT_EXEC on the same CPU (flag PT_F_HAS_FDS) */
 
 /* flags */
 #define PT_F_TRUNCATED 0x1    /* argument area longer than ARGV_MAX: cut */
 #define PT_F_ARGS_FAULT 0x2   /* argument area could not be read */
 #define PT_F_ARGV0 0x4        /* argv0 (read at syscall entry) is present */
 #define PT_F_SCRIPT 0x8       /* interp != filename: `#!` or binfmt_misc */
-#define PT_F_FDS_TRUNCATED 0x10 /* more descriptors than FDS_MAX */
+#define PT_F_FDS_TRUNCATED 0x10 /* PT_FDS: more descriptors than FDS_MAX */
+#define PT_F_HAS_FDS 0x20       /* PT_EXEC: a PT_FDS record follows */
+#define PT_F_FORK_UNKNOWN 0x40  /* PT_FDS: the fork-time table is unknown (inherited = 0) */
+
+#define PT_FD_NAME 48 /* bytes of a regular file's last path component */
+#define PT_FD_EMPTY 0xffffffff /* pt_fd.fd of an unused slot */
+#define PT_FD_INHERIT_UNKNOWN 2 /* pt_fd.inherited: fd >= 64 or fork not seen */
 
 /* PT_EXEC data, in this order, no terminators:
  *   len0 bytes: the new image's argument area (NUL-separated strings)
@@ -62,12 +69,14 @@ struct pt_event {
 /* One open descriptor (PT_FDS payload entry). */
 struct pt_fd {
     __u32 fd;
-    __u32 mode;  /* inode->i_mode (S_IFMT bits tell the type) */
-    __u64 ino;
-    __u32 dev;   /* superblock s_dev (kernel encoding) */
-    __u32 rdev;  /* inode->i_rdev (ttys) */
-    __u32 flags; /* file->f_flags */
-    __u32 cloexec; /* 1 if close-on-exec was set before the exec */
+    __u32 mode;      /* inode->i_mode (S_IFMT bits tell the type) */
+    __u64 ino;       /* inode->i_ino */
+    __u32 dev;       /* inode->i_sb->s_dev (kernel dev_t encoding) */
+    __u32 rdev;      /* inode->i_rdev (ttys and other devices) */
+    __u32 flags;     /* file->f_flags (O_ACCMODE: read end vs write end of a pipe) */
+    __u32 inherited; /* 1: the same open file was at this fd when the process was
+                        forked; 0: opened since; PT_FD_INHERIT_UNKNOWN */
+    char name[PT_FD_NAME]; /* regular files: last path component, NUL-terminated */
 };
 
 #endif

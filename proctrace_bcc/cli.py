@@ -93,7 +93,9 @@ def render(
 @app.command()
 def ingest(
     input: InputOpt = "-",
-    root_pid: Annotated[int, typer.Option("-p", "--root-pid", help="Root of the subtree to keep.")] = 0,
+    root_pid: Annotated[
+        int, typer.Option("-p", "--root-pid", help="Root of the subtree to keep.")
+    ] = 0,
     output: OutputOpt = None,
 ) -> None:
     """Cut the subtree of one process out of a raw (system-wide) recording."""
@@ -109,7 +111,10 @@ def ingest(
 
 @app.command(context_settings={"allow_interspersed_args": False})
 def record(
-    command: Annotated[Optional[list[str]], typer.Argument(help="Command to run and trace.")] = None,  # noqa: UP045
+    command: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Argument(help="Command to run and trace."),
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Recording file.")] = Path(
         "proctrace.ndjson"
     ),
@@ -123,7 +128,9 @@ def record(
         Optional[float],  # noqa: UP045
         typer.Option("--grace", help="Once CMD exits, wait at most SECS for its descendants."),
     ] = None,
-    as_root: Annotated[bool, typer.Option("--as-root", help="Under sudo, run CMD as root.")] = False,
+    as_root: Annotated[
+        bool, typer.Option("--as-root", help="Under sudo, run CMD as root.")
+    ] = False,
     fds: Annotated[
         bool, typer.Option("--fds/--no-fds", help="Record open descriptors at each exec.")
     ] = False,

@@ -27,7 +27,8 @@ from typing import TextIO
 from proctrace_bcc import __version__
 from proctrace_bcc.backends.base import Backend, BackendConfig
 from proctrace_bcc.errors import BackendUnavailable, RecorderError, UsageError
-from proctrace_bcc.events import End, Event, Exit, Fork, Header, Lost
+from proctrace_bcc.events import End, Event, Exit, FdSnapshot, Fork, Header, Lost
+from proctrace_bcc.procfs import snapshot_fds
 from proctrace_bcc.recording import RecordingWriter
 
 POLL_MS = 100
@@ -357,12 +358,23 @@ class Recorder:
         rest = self._track(reorder.pop_until(None))
         writer.write_many(rest)
         self.events += len(rest)
+        if self.opts.fds:
+            self._snapshot_fds(writer)
         status = self._finish_cmd(reason)
         end_ts = max(0, time.monotonic_ns() - self.t0)
         writer.write(End(end_ts, reason, sorted(self.alive), status, self.lost))
         writer.flush()
         self._status(force=True)
         return status if status is not None else 0
+
+    def _snapshot_fds(self, writer: RecordingWriter) -> None:
+        """Descriptors of every process of the tree still alive (the hang case)."""
+        for pid in sorted(self.alive):
+            fds = snapshot_fds(pid)
+            if fds is not None:
+                ts = max(0, time.monotonic_ns() - self.t0)
+                writer.write(FdSnapshot(ts, pid, fds))
+                self.events += 1
 
     def _should_stop(self, backend: Backend, elapsed: float, root_reaped_at: float | None,
                      now: float, held: int) -> str | None:

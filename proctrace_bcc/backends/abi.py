@@ -17,6 +17,12 @@ PT_F_ARGS_FAULT = 0x2
 PT_F_ARGV0 = 0x4
 PT_F_SCRIPT = 0x8
 PT_F_FDS_TRUNCATED = 0x10
+PT_F_HAS_FDS = 0x20
+PT_F_FORK_UNKNOWN = 0x40
+
+PT_FD_NAME = 48
+PT_FD_EMPTY = 0xFFFFFFFF
+PT_FD_INHERIT_UNKNOWN = 2
 
 
 class PtEvent(ct.Structure):
@@ -49,7 +55,8 @@ class PtFd(ct.Structure):
         ("dev", ct.c_uint32),
         ("rdev", ct.c_uint32),
         ("flags", ct.c_uint32),
-        ("cloexec", ct.c_uint32),
+        ("inherited", ct.c_uint32),
+        ("name", ct.c_ubyte * PT_FD_NAME),
     ]
 
 

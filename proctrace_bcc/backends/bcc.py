@@ -20,12 +20,14 @@ from proctrace_bcc.events import (
     Exec,
     ExecFailed,
     Exit,
+    FdInfo,
     Fork,
     Lost,
     SetPGID,
     SetSID,
     from_bytes,
 )
+from proctrace_bcc.procfs import fd_kind
 
 BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf_programs"
 HANDSHAKE = 0x50544243  # prctl option no kernel knows ("PTBC"): returns EINVAL
@@ -73,6 +75,31 @@ def decode_exec(ev: abi.PtEvent, payload: bytes) -> Exec:
     )
 
 
+def kernel_dev(dev: int) -> int:
+    """A kernel dev_t (major << 20 | minor) in the userspace encoding st_dev uses."""
+    return os.makedev(dev >> 20, dev & 0xFFFFF)
+
+
+def decode_fds(ev: abi.PtEvent, payload: bytes) -> list[FdInfo]:
+    n = min(ev.len0, len(payload)) // ct.sizeof(abi.PtFd)
+    out: list[FdInfo] = []
+    for i in range(n):
+        f = abi.PtFd.from_buffer_copy(payload, i * ct.sizeof(abi.PtFd))
+        if f.fd == abi.PT_FD_EMPTY:
+            continue
+        kind = fd_kind(f.mode, f.rdev >> 20)
+        path: str | None = None
+        if kind == "file":
+            name = bytes(f.name).split(b"\0", 1)[0]
+            path = from_bytes(name) if name else None
+        elif kind == "tty" and (f.rdev >> 20) in range(136, 144):
+            path = f"/dev/pts/{((f.rdev >> 20) - 136) * 1048576 + (f.rdev & 0xFFFFF)}"
+        inherited = None if f.inherited == abi.PT_FD_INHERIT_UNKNOWN else bool(f.inherited)
+        out.append(FdInfo(fd=f.fd, kind=kind, dev=kernel_dev(f.dev), ino=f.ino, path=path,
+                          inherited=inherited, flags=f.flags))
+    return out
+
+
 def decode(data: int, size: int) -> Event | None:
     """Decode one perf-buffer record (address, size) into an event."""
     if size < _HDR:
@@ -105,6 +132,7 @@ class BccBackend(Backend):
         super().__init__(config)
         self._bpf: Any = None
         self._pending: list[Event] = []
+        self._awaiting: dict[int, Exec] = {}  # cpu -> exec whose PT_FDS record is next
         self._lost_total = 0
         self.header_tree: str = ""
 
@@ -173,9 +201,36 @@ class BccBackend(Backend):
         raise RecorderError("the BPF probes did not answer the start-up handshake within 5 s")
 
     def _on_event(self, cpu: int, data: int, size: int) -> None:
+        if size >= _HDR and self.config.fds:
+            hdr = abi.PtEvent.from_buffer_copy(ct.string_at(data, _HDR))
+            if hdr.type == abi.PT_FDS:
+                # The fd table of the exec just before it on this CPU.
+                ex = self._awaiting.pop(cpu, None)
+                if ex is not None:
+                    if ex.pid == hdr.pid:
+                        ex.fds = decode_fds(hdr, ct.string_at(data + _HDR, size - _HDR))
+                    self._pending.append(ex)
+                return
         ev = decode(data, size)
-        if ev is not None:
-            self._pending.append(ev)
+        if ev is None:
+            return
+        if isinstance(ev, Exec) and self.config.fds:
+            prev = self._awaiting.pop(cpu, None)
+            if prev is not None:  # its fd record was lost: keep the exec without fds
+                self._pending.append(prev)
+            self._awaiting[cpu] = ev
+            return
+        self._pending.append(ev)
+
+    def _complete(self) -> None:
+        """An exec waits for its fd record (written right after it): fetch it now."""
+        for _ in range(20):
+            if not self._awaiting:
+                return
+            time.sleep(0.0005)
+            self._bpf.perf_buffer_consume()
+        self._pending.extend(self._awaiting.values())
+        self._awaiting.clear()
 
     def _on_lost(self, count: int) -> None:
         self._lost_total += count
@@ -184,11 +239,13 @@ class BccBackend(Backend):
     def poll(self, timeout_ms: int) -> list[Event]:
         self._bpf.perf_buffer_poll(timeout=timeout_ms)
         self._bpf.perf_buffer_consume()  # wakeups are batched: take what is pending
+        self._complete()
         out, self._pending = self._pending, []
         return out
 
     def drain(self) -> list[Event]:
         self._bpf.perf_buffer_consume()
+        self._complete()
         out, self._pending = self._pending, []
         return out
 
