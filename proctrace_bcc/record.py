@@ -47,7 +47,7 @@ class RecordOptions:
     as_root: bool = False
     fds: bool = False
     buffer_pages: int = 256
-    argv_max: int = 65536 - 4096
+    argv_max: int = 49152
     bpftrace_path: str | None = None
     quiet: bool = False
     print_bpf: bool = False

@@ -34,7 +34,7 @@ class BackendConfig:
     pidns_level: int = 0
     pidns_inum: int = 0
     fds: bool = False
-    argv_max: int = 65536 - 4096
+    argv_max: int = 49152
     buffer_pages: int = 256
     bpftrace_path: str | None = None
     print_program: bool = False  # print generated program text to stdout and do nothing else

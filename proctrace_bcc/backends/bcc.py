@@ -33,6 +33,7 @@ BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf_programs"
 HANDSHAKE = 0x50544243  # prctl option no kernel knows ("PTBC"): returns EINVAL
 WAKEUP_EVENTS = 64  # wake the reader once per this many events per CPU (then drain)
 TRACED_MAX = 65536
+ARGV_MAX_LIMIT = 49152  # argv + 3 paths + header must fit one perf record (64 KiB)
 _HDR = ct.sizeof(abi.PtEvent)
 
 
@@ -142,7 +143,7 @@ class BccBackend(Backend):
         from proctrace_bcc.offsets import defines, kernel_offsets
 
         c = self.config
-        argv_max = max(4096, min(c.argv_max, 65536 - 4 * 4096))
+        argv_max = max(4096, min(c.argv_max, ARGV_MAX_LIMIT))
         flags = [
             f"-I{bpf_dir()}",
             f"-DFILTER={0 if c.tracer_pid is None else 1}",
