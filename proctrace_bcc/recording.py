@@ -6,6 +6,7 @@ a valid file.  Reading reports problems with the file name and line number.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -173,10 +174,8 @@ class RecordingWriter:
 
     def flush(self) -> None:
         self._f.flush()
-        try:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             os.fsync(self._f.fileno())
-        except (OSError, ValueError, AttributeError):
-            pass
 
     def close(self) -> None:
         self.flush()
@@ -213,7 +212,7 @@ def _open(path: str | Path) -> IO[bytes]:
     if str(path) == "-":
         return sys.stdin.buffer
     try:
-        return open(path, "rb")  # noqa: SIM115
+        return open(path, "rb")
     except FileNotFoundError:
         raise RecordingError(path, None, "no such file") from None
     except IsADirectoryError:
@@ -262,48 +261,14 @@ def read_recording(path: str | Path) -> Recording:
     """Read a recording (ours, or the original proctrace's formats) into memory.
 
     A truncated last line (recorder killed mid-write) becomes a warning; any
-    other bad line is a RecordingError naming file and line.
+    other bad line is a RecordingError naming file and line.  Events are sorted by
+    timestamp (ties keep file order).  The reader is proctrace_bcc.stream (one
+    parser for `analyze`, `ingest` and this function); files without a Header are
+    converted by proctrace_bcc.legacy.
     """
-    from proctrace_bcc import legacy  # local: legacy parsing is only needed for old files
+    from proctrace_bcc.stream import read_all  # local: stream imports this module
 
-    header: Header | None = None
-    events: list[Event] = []
-    warnings: list[str] = []
-    is_legacy = False
-    saw_any = False
-    for lineno, line, unterminated in iter_lines(path):
-        saw_any = True
-        try:
-            tag, body = parse_line(line)
-        except ValueError as exc:
-            if unterminated:
-                warnings.append(f"{path}:{lineno}: truncated last line ignored ({exc})")
-                continue
-            raise RecordingError(path, lineno, str(exc)) from None
-        try:
-            if tag == "Header":
-                if header is not None or events:
-                    raise ValueError("Header must be the first line")
-                header = header_from_obj(body)
-                continue
-            if tag in EVENT_TYPES and not (is_legacy and tag in legacy.LEGACY_TAGS):
-                events.append(event_from_obj(tag, body))
-            elif tag in legacy.LEGACY_TAGS:
-                is_legacy = True
-                ev = legacy.convert(tag, body)
-                if ev is not None:
-                    events.append(ev)
-            else:
-                raise ValueError(f"unknown event kind {tag!r}")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RecordingError(path, lineno, str(exc)) from None
-    if not saw_any:
-        raise RecordingError(path, None, "empty recording (no events)")
-    if header is None:
-        is_legacy = True
-    events.sort(key=lambda e: e.timestamp)
-    events = legacy.finish(events) if is_legacy else events
-    return Recording(str(path), header, events, warnings, is_legacy)
+    return read_all(path)
 
 
 __all__ = [

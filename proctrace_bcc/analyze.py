@@ -1,0 +1,189 @@
+"""`proctrace-bcc analyze`: read a recording, pick the subtree, render one mode.
+
+Output is written to a temporary file first and put in place (or copied to stdout)
+only when the whole analysis succeeded, so an error never leaves half an output and
+a pass can be started again (see :class:`proctrace_bcc.stream.OutOfOrder`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import IO
+
+from proctrace_bcc.errors import ProctraceError, UsageError
+from proctrace_bcc.stream import ORDERS, Analysis, OutOfOrder, Source, read_all, restrict
+
+# Mode name -> renderer module (imported only when used).
+MODES: dict[str, str] = {
+    "sequential": "proctrace_bcc.render.sequential",
+    "by-process": "proctrace_bcc.render.by_process",
+    "mermaid": "proctrace_bcc.render.mermaid",
+    "tree": "proctrace_bcc.render.tree",
+    "html": "proctrace_bcc.render.html",
+    "chrome-trace": "proctrace_bcc.render.chrome_trace",
+    "fds": "proctrace_bcc.render.fds",
+}
+
+
+def renderer(mode: str) -> ModuleType:
+    """The module of a mode; UsageError for an unknown or unavailable mode."""
+    name = MODES.get(mode)
+    if name is None:
+        raise UsageError(f"unknown display mode {mode!r} (choose from: {', '.join(MODES)})")
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            raise UsageError(f"display mode {mode!r} is not available in this version") from None
+        raise
+
+
+def _encode(chunk: str | bytes) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    try:
+        return chunk.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return chunk.encode("utf-8", "backslashreplace")
+
+
+def _write(mod: ModuleType, src: Source, root_pid: int | None, order: str, color: bool,
+           sink: OutputSink) -> list[str]:
+    """One attempt at the whole output; returns the reader's warnings."""
+    if hasattr(mod, "render_stream"):
+        an = Analysis(src, root_pid, order=order)
+        sink.write_all(mod.render_stream(an))
+        return an.warnings
+    kw = {"color": color} if getattr(mod, "COLOR", False) else {}
+    if getattr(mod, "NEEDS_EVENTS", True):
+        rec, tree = restrict(read_all(src), root_pid)
+    else:
+        an = Analysis(src, root_pid, order=order)
+        an.run()
+        rec, tree = an.finish()
+    sink.write_all(mod.render(rec, tree, **kw))
+    return rec.warnings
+
+
+class OutputSink:
+    """Where output goes until it is complete: a temporary file, then put in place."""
+
+    def __init__(self, output: Path | None) -> None:
+        self.output = output
+        self.replace = False  # rename the temporary file onto `output`
+        if output is not None:
+            try:
+                self.replace = stat.S_ISREG(os.stat(output).st_mode)
+            except FileNotFoundError:
+                self.replace = True
+            except OSError as exc:
+                raise ProctraceError(f"cannot write {output}: {exc.strerror or exc}") from None
+        directory = str(output.parent) if output is not None and self.replace else None
+        try:
+            fd, self.tmp = tempfile.mkstemp(prefix=".proctrace-", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            where = output if output is not None else "a temporary file"
+            raise ProctraceError(f"cannot write {where}: {exc.strerror or exc}") from None
+        self.f: IO[bytes] = os.fdopen(fd, "w+b")
+        self.done = False
+
+    def write_all(self, chunks: Iterable[str | bytes]) -> None:
+        w = self.f.write
+        for c in chunks:
+            w(_encode(c))
+
+    def reset(self) -> None:
+        self.f.seek(0)
+        self.f.truncate()
+
+    def commit(self) -> None:
+        self.f.flush()
+        if self.replace:
+            assert self.output is not None
+            self.f.close()
+            try:
+                os.chmod(self.tmp, 0o666 & ~_umask())
+                os.replace(self.tmp, self.output)
+            except OSError as exc:
+                raise ProctraceError(f"cannot write {self.output}: "
+                                     f"{exc.strerror or exc}") from None
+        else:
+            self.f.seek(0)
+            try:
+                if self.output is None:
+                    out = sys.stdout.buffer
+                    shutil.copyfileobj(self.f, out, 1 << 20)
+                    out.flush()
+                else:
+                    with open(self.output, "wb") as o:
+                        shutil.copyfileobj(self.f, o, 1 << 20)
+            except BrokenPipeError:
+                # The reader went away (`| head`): not an error of ours.
+                with contextlib.suppress(OSError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except OSError as exc:
+                where = self.output if self.output is not None else "stdout"
+                raise ProctraceError(f"cannot write {where}: {exc.strerror or exc}") from None
+        self.done = True
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.f.close()
+        if not (self.done and self.replace):
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def use_color(output: Path | None) -> bool:
+    return (output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+            and os.environ.get("TERM") != "dumb")
+
+
+def analyze(input: str, output: Path | None, mode: str, root_pid: int | None) -> None:
+    """Render `input` (a path or '-') in `mode` to `output` (None: stdout)."""
+    mod = renderer(mode)
+    color = use_color(output)
+    was_enabled = gc.isenabled()
+    gc.disable()  # millions of long-lived objects: collections would only cost time
+    try:
+        with Source(input) as src:
+            sink = OutputSink(output)
+            try:
+                warnings = _run(mod, src, root_pid, color, sink)
+                sink.commit()
+            finally:
+                sink.discard()
+    finally:
+        if was_enabled:
+            gc.enable()
+    for w in warnings:
+        sys.stderr.write(f"proctrace-bcc: warning: {w}\n")
+
+
+def _run(mod: ModuleType, src: Source, root_pid: int | None, color: bool,
+         sink: OutputSink) -> list[str]:
+    for order in ORDERS:
+        try:
+            return _write(mod, src, root_pid, order, color, sink)
+        except OutOfOrder:
+            sink.reset()  # start again, tolerating more disorder
+    raise AssertionError("unreachable: the last order sorts everything")
+
+
+__all__ = ["MODES", "analyze", "renderer", "use_color"]

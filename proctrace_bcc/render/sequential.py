@@ -1,0 +1,53 @@
+"""`analyze -d sequential`: the events in timestamp order, NDJSON, cleaned up.
+
+One externally tagged object per line, as in the recording, minus: the Header, events
+of processes outside the analysed subtree, fields that are null, and ``truncated`` /
+``core_dumped`` when false.  Strings keep the recording's encoding (invalid UTF-8 as
+``{"b64": ...}``), so the output is itself a readable recording (without header).
+For the original proctrace's recordings the events are the converted ones
+(ExecFull and friends become Exec, see docs/format.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from proctrace_bcc.recording import Recording, event_to_obj
+from proctrace_bcc.stream import Analysis
+from proctrace_bcc.tree import ProcessTree
+
+_FALSE_DEFAULTS = frozenset({"truncated", "core_dumped"})
+_NL = orjson.OPT_APPEND_NEWLINE
+
+
+def clean(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without null fields and without false `truncated`/`core_dumped`."""
+    return {k: v for k, v in body.items()
+            if v is not None and not (v is False and k in _FALSE_DEFAULTS)}
+
+
+def line(tag: str, body: dict[str, Any]) -> bytes:
+    return orjson.dumps({tag: clean(body)}, option=_NL)
+
+
+def render_stream(an: Analysis) -> Iterator[bytes]:
+    dumps = orjson.dumps
+    falses = _FALSE_DEFAULTS
+    for chunk in an.chunks():
+        out = [
+            dumps({tag: {k: v for k, v in body.items()
+                         if v is not None and not (v is False and k in falses)}}, option=_NL)
+            for _, _, tag, body, _, member in chunk if member
+        ]
+        if out:
+            yield b"".join(out)
+
+
+def render(rec: Recording, tree: ProcessTree) -> Iterable[bytes]:
+    """The contract form: `rec.events` are the (already selected) events."""
+    for ev in rec.events:
+        ((tag, body),) = event_to_obj(ev).items()
+        yield line(tag, body)
