@@ -1,0 +1,236 @@
+"""The streaming reader and its tree builder against the reference (tree.build_tree).
+
+`stream.FastBuilder` re-implements the hot path of `tree._Builder.add` on dicts; these
+tests run both on random recordings (PID reuse, events before their fork, invalid
+UTF-8, fds, disorder) and require the same trees, the same selected events, and the
+same output whatever the reading order tolerance.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from proctrace_bcc.analyze import analyze
+from proctrace_bcc.errors import RecordingError
+from proctrace_bcc.events import (
+    End,
+    Event,
+    Exec,
+    ExecFailed,
+    Exit,
+    FdInfo,
+    FdSnapshot,
+    Fork,
+    Lost,
+    SetPGID,
+    SetSID,
+    from_bytes,
+)
+from proctrace_bcc.recording import RecordingWriter, read_recording
+from proctrace_bcc.stream import (
+    ALL,
+    DIRECT,
+    WINDOWED,
+    Analysis,
+    OutOfOrder,
+    Source,
+    _reorder,
+    restrict,
+)
+from proctrace_bcc.tree import Process, ProcessTree, build_tree
+
+
+def random_events(seed: int, n: int = 400) -> list[Event]:
+    rnd = random.Random(seed)
+    t = 0
+    live = [100]
+    exited: list[int] = []
+    evs: list[Event] = [Exec.from_argv(0, 100, 1, 100, ["init-ish"])]
+    for _ in range(n):
+        t += rnd.randrange(1, 1000)
+        r = rnd.random()
+        pid = rnd.choice(live)
+        if r < 0.3:
+            child = rnd.choice(exited) if exited and rnd.random() < 0.4 else rnd.randrange(
+                101, 180)
+            if child in live:
+                continue
+            if child in exited:
+                exited.remove(child)
+            if rnd.random() < 0.05:  # the child's exec is seen before its fork
+                evs.append(Exec.from_argv(t, child, pid, pid, ["early", str(child)]))
+                t += 1
+            evs.append(Fork(t, pid, child, pid, rnd.choice([None, pid, child]),
+                            rnd.choice([None, 7])))
+            live.append(child)
+        elif r < 0.55:
+            argv = [rnd.choice(["sh", "cc", from_bytes(b"\xffbin")]), f"a:{t}", "#x;y"]
+            kw: dict[str, Any] = {"filename": rnd.choice([None, "/bin/" + str(t),
+                                                          from_bytes(b"/\xfe")])}
+            if rnd.random() < 0.1:
+                kw["fds"] = [FdInfo(0, "pipe", 1, 2), FdInfo(3, "file", path=from_bytes(b"/t\xff"))]
+            if rnd.random() < 0.1:
+                kw["interpreter"] = ["/bin/sh", "x"]
+            evs.append(Exec.from_argv(t, pid, 100, rnd.choice([pid, 100]), argv,
+                                      sid=rnd.choice([None, 5, pid]), uid=rnd.choice([None, 0]),
+                                      truncated=rnd.random() < 0.1, **kw))
+        elif r < 0.65:
+            evs.append(ExecFailed(t, pid, rnd.choice(["/x", from_bytes(b"/\xff")]), 2))
+        elif r < 0.72:
+            evs.append(SetPGID(t, 100, 1, rnd.choice([pid, 100]), pid))
+        elif r < 0.77:
+            evs.append(SetSID(t, pid, 100, pid, pid))
+        elif r < 0.79:
+            evs.append(Lost(t, rnd.randrange(1, 5), 0))
+        elif r < 0.81:
+            evs.append(FdSnapshot(t, rnd.randrange(90, 200), [FdInfo(1, "tty", 3, 4)]))
+        elif pid != 100 and len(live) > 1:
+            evs.append(Exit(t, pid, 100, pid, *rnd.choice([(0, None), (1, None), (None, 9)])))
+            live.remove(pid)
+            exited.append(pid)
+    evs.append(End(t + 5, "exited", sorted(live), 0, 0))
+    return evs
+
+
+def write(path: Path, events: list[Event], root: int | None, shuffle: int = 0,
+          seed: int = 0) -> Path:
+    lines = [orjson.dumps({"Header": {"format": "proctrace-bcc", "schema": 1,
+                                      "root_pid": root, "raw": root is None}})]
+    w = RecordingWriter(path)
+    w.close()
+    from proctrace_bcc.recording import dumps_event
+
+    body = [dumps_event(e).rstrip(b"\n") for e in events]
+    rnd = random.Random(seed)
+    for _ in range(shuffle):  # local disorder: swap neighbours
+        i = rnd.randrange(len(body) - 1)
+        body[i], body[i + 1] = body[i + 1], body[i]
+    path.write_bytes(b"\n".join(lines + body) + b"\n")
+    return path
+
+
+def shape(tree: ProcessTree) -> list[Any]:
+    def key(p: Process | None) -> Any:
+        return None if p is None else p.key
+
+    out: list[Any] = [[key(r) for r in tree.roots], tree.start, tree.end, tree.lost]
+    for p in tree.processes:
+        out.append((p.key, p.ppid, key(p.parent), p.fork_time, p.inherited_command,
+                    [(e.timestamp, e.cmdline, e.argv, e.filename, e.interpreter, e.truncated,
+                      e.fds) for e in p.execs],
+                    p.failed_execs, p.exit, p.pgid_history, p.sid_history,
+                    [key(c) for c in p.children], p.uid, p.fd_snapshot, p.depth))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fast_builder_matches_reference(tmp_path: Path, seed: int) -> None:
+    f = write(tmp_path / "r.ndjson", random_events(seed), None)
+    rec = read_recording(f)
+    ref = build_tree(rec.events, rec.header)
+    with Source(f) as src:
+        an = Analysis(src)
+        an.run()
+        _, tree = an.finish()
+    assert shape(tree) == shape(ref)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_selection_matches_reference(tmp_path: Path, seed: int) -> None:
+    events = random_events(seed)
+    f = write(tmp_path / "r.ndjson", events, None)
+    rec = read_recording(f)
+    pids = sorted({e.child_pid for e in events if isinstance(e, Fork)})
+    for root in pids[:: max(1, len(pids) // 5)]:
+        sub_rec, sub = restrict(rec, root)
+        with Source(f) as src:
+            an = Analysis(src, root)
+            kept = [(ts, tag) for chunk in an.chunks()
+                    for ts, _, tag, _, _, member in chunk if member]
+            _, tree = an.finish()
+        assert shape(tree) == shape(sub)
+        assert kept == [(e.timestamp, e.KIND) for e in sub_rec.events]
+
+
+@pytest.mark.parametrize("mode", ["sequential", "by-process", "tree", "mermaid"])
+def test_disorder_gives_the_sorted_output(tmp_path: Path, mode: str) -> None:
+    events = random_events(3, 600)
+    ordered = write(tmp_path / "o.ndjson", events, 100)
+    shuffled = write(tmp_path / "s.ndjson", events, 100, shuffle=300, seed=1)
+    assert ordered.read_bytes() != shuffled.read_bytes()
+    a, b = tmp_path / "a", tmp_path / "b"
+    analyze(str(ordered), a, mode, None)
+    analyze(str(shuffled), b, mode, None)
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_order_tiers(tmp_path: Path) -> None:
+    events = random_events(5, 300)
+    f = write(tmp_path / "s.ndjson", events, None, shuffle=50, seed=2)
+    with Source(f) as src, pytest.raises(OutOfOrder):
+        Analysis(src, order=DIRECT).run()
+    for order in (WINDOWED, ALL):
+        with Source(f) as src:
+            an = Analysis(src, order=order)
+            ts = [o[0] for chunk in an.chunks() for o in chunk]
+        assert ts == sorted(ts)
+
+
+def test_reorder_window_limit() -> None:
+    objs = [(t, t, "Lost", {}) for t in range(100)]
+    late = [*objs[:60], (5, 1000, "Lost", {}), *objs[60:]]
+    chunks = [(late[i:i + 10], False) for i in range(0, len(late), 10)]
+    assert [o[0] for c in _reorder(chunks, window=70) for o in c] == sorted(
+        o[0] for o in late)
+    with pytest.raises(OutOfOrder):
+        list(_reorder(chunks, window=10))
+
+
+def test_far_out_of_order_file_still_analyzed(tmp_path: Path) -> None:
+    events = random_events(7, 300)
+    f = write(tmp_path / "o.ndjson", events, 100)
+    lines = f.read_bytes().splitlines(keepends=True)
+    g = tmp_path / "far.ndjson"
+    g.write_bytes(lines[0] + b"".join(lines[150:]) + b"".join(lines[1:150]))  # halves swapped
+    for mode in ("sequential", "tree"):
+        a, b = tmp_path / f"a.{mode}", tmp_path / f"b.{mode}"
+        analyze(str(f), a, mode, None)
+        analyze(str(g), b, mode, None)
+        assert a.read_bytes() == b.read_bytes()
+
+
+def test_read_recording_keeps_its_contract(tmp_path: Path) -> None:
+    events = random_events(9, 200)
+    f = write(tmp_path / "o.ndjson", events, 100)
+    rec = read_recording(f)
+    assert rec.header is not None and rec.header.root_pid == 100 and not rec.legacy
+    assert [(e.timestamp, e.KIND) for e in rec.events] == [
+        (e.timestamp, e.KIND) for e in sorted(events, key=lambda e: e.timestamp)]
+    assert rec.events == sorted(events, key=lambda e: e.timestamp)
+
+
+def test_bad_line_in_fast_path_names_the_line(tmp_path: Path) -> None:
+    f = write(tmp_path / "o.ndjson", random_events(2, 50), None)
+    lines = f.read_bytes().splitlines(keepends=True)
+    lines[10] = b'{"Exec":{"timestamp":1,"pid":1,"ppid":1,"pgid":1,"cmdline":"x","argv":[{"b64":"!!"}]}}\n'
+    f.write_bytes(b"".join(lines))
+    with Source(f) as src, pytest.raises(RecordingError, match=r":11: bad base64 string"):
+        Analysis(src, order=ALL).run()
+
+
+def test_header_only_without_newline_and_truncated_only_line(tmp_path: Path) -> None:
+    f = tmp_path / "h.ndjson"
+    f.write_bytes(orjson.dumps({"Header": {"schema": 1}}))
+    with Source(f) as src:
+        an = Analysis(src)
+        an.run()
+        with pytest.raises(RecordingError, match="header but no events"):
+            an.finish()
+    f.write_bytes(b'{"Fork":{"timest')
+    with Source(f) as src, pytest.raises(RecordingError, match="no complete line"):
+        Analysis(src)
