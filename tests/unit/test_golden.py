@@ -2,7 +2,8 @@
 
 Inputs are tests/golden/inputs/*.ndjson (see tests/golden/make_inputs.py; seed-doc is
 the example of the original proctrace's documentation, legacy-later its later
-format).  Expected outputs are tests/golden/expected/<case>.<mode>.<ext>.
+format) and the bundled sample (proctrace_bcc/data/sample.ndjson, a real recording of
+proctrace_bcc/data/sample-demo.sh by the BCC backend).  Expected outputs are tests/golden/expected/<case>.<mode>.<ext>.
 
 To regenerate the expected files after an intended change of output, run
 
@@ -36,6 +37,7 @@ CASES = [
     ("ours-argv", "ours-argv.ndjson", None),
     ("raw-system", "raw-system.ndjson", None),
     ("raw-system.p3000", "raw-system.ndjson", 3000),
+    ("sample", "../../../proctrace_bcc/data/sample.ndjson", None),  # `make demo`'s recording
 ]
 
 

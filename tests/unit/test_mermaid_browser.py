@@ -26,7 +26,8 @@ from tests.support import JS_DIR, chromium_path, node_modules_missing, unavailab
 pytestmark = pytest.mark.browser
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-INPUTS = sorted((GOLDEN / "inputs").glob("*.ndjson"))
+INPUTS = [*sorted((GOLDEN / "inputs").glob("*.ndjson")),
+          GOLDEN.parents[1] / "proctrace_bcc" / "data" / "sample.ndjson"]
 
 
 @pytest.fixture(scope="module")
