@@ -1,0 +1,425 @@
+"""Descriptor analysis: who opened each pipe and socket, who held it, who leaked it.
+
+A pure function of the tree (:func:`analyze_fds`).  Its input is what `record --fds`
+stores: the descriptors each process holds right after every exec
+(``ExecSpan.fds``; close-on-exec ones are already gone) and, for processes still
+alive when the recording stopped, their descriptors read from /proc at the end
+(``Process.fd_snapshot``).  Between those instants nothing is recorded, so every
+conclusion below is drawn from these observations plus the fork tree.
+
+Pipes and sockets are identified by (kind, dev, ino): both ends of one pipe share
+them; each socket is its own object (the two ends of a connection are two inodes).
+
+Who opened a pipe or socket (``Channel.opener``), in this order:
+
+1. Let H be every process seen holding it and A the nearest common ancestor of H in
+   the fork tree.  An anonymous pipe or socket reaches another process only by fork
+   inheritance, so whoever created it is A or an ancestor of A (descriptor passing
+   over unix sockets and pidfd_getfd are the exceptions, and are not seen).
+2. A was never seen holding it: A opened it ("ancestor" rule).  A created it and
+   never exec'd while holding it (a shell setting up a pipeline, a subshell), which
+   is why no exec of A lists it.
+3. A was seen holding it, but only from its first exec on: A got it from its parent
+   at fork, so A's parent opened it ("parent" rule; the recorder's own child, the
+   top of the tree, got it from outside the recording: "outside" rule).
+4. A was seen holding it only after an exec or snapshot that did not list it: A
+   opened it itself, between those two observations ("seen" rule).
+5. The holders share no ancestor (named FIFOs, a subtree cut by -p): the first
+   process seen holding it ("first-seen" rule).
+
+Leaked descriptors (``FdReport.leaks``): a process that holds a pipe or socket at a
+descriptor number other than 0-2 right after one of its execs (it kept it across
+exec), whose opener is a proper ancestor of it (it inherited it; for "outside" pipes,
+the top of the tree counts as the ancestor), and that either was still alive at the
+end of the recording, still holding it, or exited after that ancestor had exited.
+Regular files, ttys and devices are never reported as leaks: nobody waits for them
+to be closed.  The chain is the fork path from the ancestor down to the process:
+the descriptor passed through each of those processes.  For a pipe, the processes
+still alive at the end that hold its read end are the ones waiting for the leaker
+to close the write end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from proctrace_bcc.events import FdInfo
+from proctrace_bcc.tree import Process, ProcessTree
+
+CHANNEL_KINDS = ("pipe", "socket")
+
+O_ACCMODE = 3
+READ, WRITE, READ_WRITE = "read", "write", "read-write"
+_ACCESS = {0: READ, 1: WRITE, 2: READ_WRITE}
+
+Key = tuple[str, int, int]  # (kind, dev, ino)
+
+
+def access(fd: FdInfo) -> str | None:
+    """'read', 'write' or 'read-write' from the open flags; None when not recorded."""
+    if fd.flags is None:
+        return None
+    return _ACCESS.get(fd.flags & O_ACCMODE)
+
+
+@dataclass(slots=True)
+class Observation:
+    """The descriptors of a process at one instant: right after an exec, or at the end."""
+
+    time: int
+    source: str  # "exec" or "end"
+    fds: list[FdInfo]
+    index: int  # position among the process's observations (0: the first)
+
+
+@dataclass(slots=True)
+class Sighting:
+    """One observation of a process holding a given pipe or socket."""
+
+    time: int
+    source: str  # "exec" or "end"
+    fds: list[FdInfo]  # the descriptors of the process that point to the object
+    index: int
+
+
+@dataclass(eq=False, slots=True)
+class Holding:
+    """One process's hold on a pipe or socket, as far as the observations tell."""
+
+    process: Process
+    sightings: list[Sighting]
+    since: int  # fork time when it came with the fork, else the first sighting
+    since_fork: bool
+    closed_before: int | None = None  # a later observation did not list it
+    holds_at_end: bool = False  # alive at the end and (as far as seen) still holding it
+    snapshot_at_end: bool = False  # holds_at_end comes from the /proc snapshot
+
+    @property
+    def fds(self) -> list[int]:
+        return sorted({f.fd for s in self.sightings for f in s.fds})
+
+    @property
+    def last_fds(self) -> list[FdInfo]:
+        return self.sightings[-1].fds
+
+    def fds_at_end(self) -> list[FdInfo]:
+        return self.last_fds if self.holds_at_end else []
+
+    @property
+    def ends(self) -> list[str]:
+        """The ends (read/write/read-write) it held, in that order, across all sightings."""
+        seen = {access(f) for s in self.sightings for f in s.fds}
+        return [e for e in (READ, WRITE, READ_WRITE) if e in seen]
+
+    @property
+    def until(self) -> int | None:
+        """When it stopped holding it: closed, or exited; None: still holding at the end."""
+        if self.closed_before is not None:
+            return self.closed_before
+        return self.process.exit_time
+
+
+@dataclass(eq=False, slots=True)
+class Channel:
+    """A pipe or socket seen in the recording."""
+
+    kind: str
+    dev: int
+    ino: int
+    holders: list[Holding]  # in order of `since`
+    opener: Process | None
+    rule: str  # "seen", "ancestor", "parent", "outside", "first-seen"
+    entered_by: Process | None = None  # "outside": the top process that brought it in
+    first_seen: int = 0
+
+    @property
+    def key(self) -> Key:
+        return (self.kind, self.dev, self.ino)
+
+    @property
+    def name(self) -> str:
+        """As /proc/PID/fd shows it: pipe:[INO], socket:[INO]."""
+        return f"{self.kind}:[{self.ino}]"
+
+    @property
+    def open_at_end(self) -> list[Holding]:
+        return [h for h in self.holders if h.holds_at_end]
+
+    def holding(self, p: Process) -> Holding | None:
+        for h in self.holders:
+            if h.process is p:
+                return h
+        return None
+
+    def source(self) -> Process | None:
+        """The process a descendant inherits it from at the top of its chain."""
+        return self.opener if self.rule != "outside" else self.entered_by
+
+
+@dataclass(eq=False, slots=True)
+class Waiter:
+    """An alive process holding the read end of a pipe whose write end leaked."""
+
+    holding: Holding
+    fds: list[int]
+    # Pipes this reader writes to and the alive readers of each (who wait in turn).
+    downstream: list[tuple[Channel, list[Waiter]]] = field(default_factory=list)
+
+
+@dataclass(eq=False, slots=True)
+class Leak:
+    """A process that kept an inherited pipe or socket open (see the module doc)."""
+
+    holding: Holding
+    channel: Channel
+    fds: list[int]  # its descriptor numbers >= 3 pointing to the object, after exec
+    ends: list[str]
+    source: Process  # the ancestor it came from (the opener, or the top of the tree)
+    chain: list[tuple[Process, list[int]]]  # processes between source and the leaker
+    alive: bool  # still alive (and holding it) at the end of the recording
+    waiting: list[Waiter]  # pipes: alive processes holding the read end
+    others: list[Holding]  # other processes still holding the same end(s) at the end
+
+    @property
+    def process(self) -> Process:
+        return self.holding.process
+
+
+@dataclass(slots=True)
+class FdReport:
+    channels: list[Channel]
+    leaks: list[Leak]
+    has_data: bool  # at least one observation in the tree
+    processes_observed: int = 0
+    end: int = 0
+
+
+# ---------------------------------------------------------------------------
+
+
+def observations(p: Process) -> list[Observation]:
+    """Every descriptor table recorded for `p`, in time order."""
+    obs: list[Observation] = []
+    for ex in p.execs:
+        if ex.fds is not None:
+            obs.append(Observation(ex.timestamp, "exec", ex.fds, len(obs)))
+    if p.fd_snapshot is not None:
+        obs.append(Observation(p.fd_snapshot.timestamp, "end", p.fd_snapshot.fds, len(obs)))
+    return obs
+
+
+def ancestors(p: Process) -> list[Process]:
+    """The fork path from the top of the tree down to `p` (inclusive)."""
+    path: list[Process] = []
+    q: Process | None = p
+    while q is not None:
+        path.append(q)
+        q = q.parent
+    path.reverse()
+    return path
+
+
+def common_ancestor(procs: Iterable[Process]) -> Process | None:
+    """The nearest common ancestor (a process is its own ancestor); None if none."""
+    prefix: list[Process] | None = None
+    for p in procs:
+        path = ancestors(p)
+        if prefix is None:
+            prefix = path
+            continue
+        n = 0
+        for a, b in zip(prefix, path, strict=False):
+            if a is not b:
+                break
+            n += 1
+        prefix = prefix[:n]
+        if not prefix:
+            return None
+    return prefix[-1] if prefix else None
+
+
+def is_ancestor(a: Process, p: Process) -> bool:
+    """True when `a` is a proper ancestor of `p`."""
+    q = p.parent
+    while q is not None:
+        if q is a:
+            return True
+        q = q.parent
+    return False
+
+
+def _holding(p: Process, obs: list[Observation], sightings: list[Sighting]) -> Holding:
+    first, last = sightings[0], sightings[-1]
+    if first.index == 0 and first.source == "exec" and p.fork_time is not None:
+        since, since_fork = p.start, True
+    else:
+        since, since_fork = first.time, False
+    h = Holding(p, sightings, since, since_fork)
+    later = obs[last.index + 1:]
+    if later:
+        h.closed_before = later[0].time
+    elif p.exit is None:
+        h.holds_at_end = True
+        h.snapshot_at_end = last.source == "end"
+    return h
+
+
+def _opener(holders: list[Holding]) -> tuple[Process | None, str, Process | None]:
+    """(opener, rule, entered_by) following the rules of the module doc."""
+    procs = [h.process for h in holders]
+    a = common_ancestor(procs)
+    if a is None:
+        first = min(holders, key=lambda h: (h.sightings[0].time, h.process.start))
+        return first.process, "first-seen", None
+    ha = next((h for h in holders if h.process is a), None)
+    if ha is None:
+        return a, "ancestor", None
+    seen = ha.sightings[0]
+    if seen.index > 0 or seen.source != "exec":
+        # Absent from an earlier observation, or a process that never exec'd (only
+        # its /proc snapshot lists it): the nearest candidate is a itself.
+        return a, "seen", None
+    # Listed from a's very first exec on: a had it when it first exec'd.
+    if a.parent is not None:
+        return a.parent, "parent", None
+    return None, "outside", a
+
+
+def _sort_key(h: Holding) -> tuple[int, int, int]:
+    return (h.since, h.process.start, h.process.pid)
+
+
+def channels(tree: ProcessTree) -> tuple[list[Channel], int, bool]:
+    """Every pipe and socket of the tree, in order of first sighting."""
+    per: dict[Key, dict[int, tuple[Process, list[Observation], list[Sighting]]]] = {}
+    observed = 0
+    any_data = False
+    for p in tree.processes:
+        obs = observations(p)
+        if not obs:
+            continue
+        any_data = True
+        observed += 1
+        for o in obs:
+            by_key: dict[Key, list[FdInfo]] = {}
+            for f in o.fds:
+                if f.kind in CHANNEL_KINDS:
+                    by_key.setdefault((f.kind, f.dev, f.ino), []).append(f)
+            for key, fds in by_key.items():
+                entry = per.setdefault(key, {}).setdefault(id(p), (p, obs, []))
+                entry[2].append(Sighting(o.time, o.source, sorted(fds, key=lambda x: x.fd),
+                                         o.index))
+    out: list[Channel] = []
+    for (kind, dev, ino), by_proc in per.items():
+        holders = sorted((_holding(p, obs, s) for p, obs, s in by_proc.values()), key=_sort_key)
+        opener, rule, entered = _opener(holders)
+        first_seen = min(h.sightings[0].time for h in holders)
+        out.append(Channel(kind, dev, ino, holders, opener, rule, entered, first_seen))
+    out.sort(key=lambda c: (c.first_seen, c.kind, c.ino))
+    return out, observed, any_data
+
+
+def _chain(source: Process, p: Process, ch: Channel) -> list[tuple[Process, list[int]]]:
+    path = ancestors(p)
+    i = next(i for i, q in enumerate(path) if q is source)
+    out: list[tuple[Process, list[int]]] = []
+    for q in path[i + 1:-1]:
+        h = ch.holding(q)
+        out.append((q, h.fds if h is not None else []))
+    return out
+
+
+def _readers(ch: Channel, exclude: Process | None = None) -> list[Holding]:
+    """Alive holders of a pipe's read end at the end of the recording."""
+    return [h for h in ch.open_at_end
+            if h.process is not exclude
+            and any(access(f) in (READ, READ_WRITE) for f in h.fds_at_end())]
+
+
+def _waiters(ch: Channel, exclude: Process, by_writer: dict[int, list[Channel]],
+             seen: set[int], depth: int = 0) -> list[Waiter]:
+    out: list[Waiter] = []
+    for h in _readers(ch, exclude):
+        fds = [f.fd for f in h.fds_at_end() if access(f) in (READ, READ_WRITE)]
+        w = Waiter(h, fds)
+        if depth < 4 and id(h.process) not in seen:
+            seen.add(id(h.process))
+            for down in by_writer.get(id(h.process), []):
+                if down is ch:
+                    continue
+                ws = _waiters(down, h.process, by_writer, seen, depth + 1)
+                if ws:
+                    w.downstream.append((down, ws))
+        out.append(w)
+    return out
+
+
+def _leaks(chans: Sequence[Channel]) -> list[Leak]:
+    # Pipes each alive process still writes to (for the "waits in turn" chains).
+    by_writer: dict[int, list[Channel]] = {}
+    for ch in chans:
+        if ch.kind != "pipe":
+            continue
+        for h in ch.open_at_end:
+            if any(access(f) == WRITE for f in h.fds_at_end()):
+                by_writer.setdefault(id(h.process), []).append(ch)
+    leaks: list[Leak] = []
+    for ch in chans:
+        source = ch.source()
+        if source is None:
+            continue
+        for h in ch.holders:
+            p = h.process
+            if p is source or not is_ancestor(source, p):
+                continue
+            kept = [f for s in h.sightings if s.source == "exec" for f in s.fds if f.fd > 2]
+            if not kept:
+                continue
+            if h.holds_at_end:
+                alive = True
+            elif (h.closed_before is None and p.exit is not None and source.exit is not None
+                  and source.exit.timestamp < p.exit.timestamp):
+                alive = False  # held it until it exited, after the ancestor had exited
+            else:
+                continue
+            final = h.fds_at_end() if alive else h.last_fds
+            fds = sorted({f.fd for f in final if f.fd > 2}) or sorted({f.fd for f in kept})
+            ends = [e for e in (READ, WRITE, READ_WRITE) if e in {access(f) for f in final}]
+            waiting: list[Waiter] = []
+            if ch.kind == "pipe" and alive and (WRITE in ends or READ_WRITE in ends):
+                waiting = _waiters(ch, p, by_writer, {id(p)})
+            my_ends = set(ends)
+            others = [o for o in ch.open_at_end if o is not h
+                      and my_ends & {access(f) for f in o.fds_at_end()}
+                      and not any(w.holding is o for w in waiting)]
+            leaks.append(Leak(h, ch, fds, ends, source, _chain(source, p, ch), alive,
+                              waiting, others))
+    # The ones someone waits for first, then the alive ones, then by time.
+    leaks.sort(key=lambda lk: (not lk.waiting, not lk.alive, lk.process.start, lk.fds))
+    return leaks
+
+
+def analyze_fds(tree: ProcessTree) -> FdReport:
+    """Channels (pipes and sockets) and leaked descriptors of a recording."""
+    chans, observed, any_data = channels(tree)
+    return FdReport(chans, _leaks(chans), any_data, observed, tree.end)
+
+
+__all__ = [
+    "CHANNEL_KINDS",
+    "Channel",
+    "FdReport",
+    "Holding",
+    "Leak",
+    "Observation",
+    "Sighting",
+    "Waiter",
+    "access",
+    "analyze_fds",
+    "ancestors",
+    "channels",
+    "common_ancestor",
+    "is_ancestor",
+    "observations",
+]
