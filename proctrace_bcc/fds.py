@@ -32,6 +32,9 @@ descriptor number other than 0-2 right after one of its execs (it kept it across
 exec), whose opener is a proper ancestor of it (it inherited it; for "outside" pipes,
 the top of the tree counts as the ancestor), and that either was still alive at the
 end of the recording, still holding it, or exited after that ancestor had exited.
+When no exec of the process has a descriptor table (a backend that only takes the
+end snapshot), a process that exec'd and holds it in its end snapshot counts as
+having kept it across exec: it can only have got it from its ancestor, before.
 Regular files, ttys and devices are never reported as leaks: nobody waits for them
 to be closed.  The chain is the fork path from the ancestor down to the process:
 the descriptor passed through each of those processes.  For a pipe, the processes
@@ -265,14 +268,15 @@ def _holding(p: Process, obs: list[Observation], sightings: list[Sighting]) -> H
     return h
 
 
-def _opener(holders: list[Holding]) -> tuple[Process | None, str, Process | None]:
+def _opener(holders: list[Holding], by_process: dict[int, Holding]
+            ) -> tuple[Process | None, str, Process | None]:
     """(opener, rule, entered_by) following the rules of the module doc."""
     procs = [h.process for h in holders]
     a = common_ancestor(procs)
     if a is None:
         first = min(holders, key=lambda h: (h.sightings[0].time, h.process.start))
         return first.process, "first-seen", None
-    ha = next((h for h in holders if h.process is a), None)
+    ha = by_process.get(id(a))
     if ha is None:
         return a, "ancestor", None
     seen = ha.sightings[0]
@@ -284,6 +288,10 @@ def _opener(holders: list[Holding]) -> tuple[Process | None, str, Process | None
     if a.parent is not None:
         return a.parent, "parent", None
     return None, "outside", a
+
+
+def _fd_number(f: FdInfo) -> int:
+    return f.fd
 
 
 def _sort_key(h: Holding) -> tuple[int, int, int]:
@@ -307,13 +315,14 @@ def channels(tree: ProcessTree) -> tuple[list[Channel], int, bool]:
                 if f.kind in CHANNEL_KINDS:
                     by_key.setdefault((f.kind, f.dev, f.ino), []).append(f)
             for key, fds in by_key.items():
+                if len(fds) > 1:
+                    fds.sort(key=_fd_number)
                 entry = per.setdefault(key, {}).setdefault(id(p), (p, obs, []))
-                entry[2].append(Sighting(o.time, o.source, sorted(fds, key=lambda x: x.fd),
-                                         o.index))
+                entry[2].append(Sighting(o.time, o.source, fds, o.index))
     out: list[Channel] = []
     for (kind, dev, ino), by_proc in per.items():
         holders = sorted((_holding(p, obs, s) for p, obs, s in by_proc.values()), key=_sort_key)
-        opener, rule, entered = _opener(holders)
+        opener, rule, entered = _opener(holders, {id(h.process): h for h in holders})
         first_seen = min(h.sightings[0].time for h in holders)
         out.append(Channel(kind, dev, ino, holders, opener, rule, entered, first_seen))
     out.sort(key=lambda c: (c.first_seen, c.kind, c.ino))
@@ -374,6 +383,11 @@ def _leaks(chans: Sequence[Channel]) -> list[Leak]:
             if p is source or not is_ancestor(source, p):
                 continue
             kept = [f for s in h.sightings if s.source == "exec" for f in s.fds if f.fd > 2]
+            if not kept and h.snapshot_at_end and p.execs and all(
+                    ex.fds is None for ex in p.execs):
+                # No descriptor table at its execs (a backend that only snapshots at the
+                # end): it got it from an ancestor, so it had it before its exec.
+                kept = [f for f in h.last_fds if f.fd > 2]
             if not kept:
                 continue
             if h.holds_at_end:

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,16 @@ def _kill_if(pid: int, cmdline: str) -> None:
     if _cmdline(pid) == cmdline:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
 
 
 def _image_cmdline(p: Process) -> str:
@@ -151,9 +162,15 @@ def test_bats_leak_names_the_sleep_fd3_the_pipe_and_the_waiting_bats(
         assert target.startswith("pipe:["), target
         ino = os.stat(f"/proc/{sleep_pid}/fd/3").st_ino
         assert target == f"pipe:[{ino}]"
-        # The recording agrees: at the exec of sleep, and in the snapshot at the end.
-        (fd3,) = [f for f in sleep.execs[-1].fds or [] if f.fd == 3]
-        assert (fd3.kind, fd3.ino, fd3.inherited, (fd3.flags or 0) & 3) == ("pipe", ino, True, 1)
+        # The recording agrees: in the snapshot at the end, and at the exec of sleep
+        # (for backends that read the descriptor table at exec).
+        assert sleep.fd_snapshot is not None
+        (end3,) = [f for f in sleep.fd_snapshot.fds if f.fd == 3]
+        assert (end3.kind, end3.ino, (end3.flags or 0) & 3) == ("pipe", ino, 1)
+        if backend == "bcc":
+            (fd3,) = [f for f in sleep.execs[-1].fds or [] if f.fd == 3]
+            assert (fd3.kind, fd3.ino, fd3.inherited, (fd3.flags or 0) & 3) == (
+                "pipe", ino, True, 1)
         # Who reads that pipe at the end, from the raw snapshots (not from the analysis):
         # a forked copy of bats that never exec'd (bats' output validator).
         readers = [p for p in r.procs() if p.exit is None and p.fd_snapshot is not None
@@ -176,6 +193,15 @@ def test_bats_leak_names_the_sleep_fd3_the_pipe_and_the_waiting_bats(
         table = out.split(f"\npipe:[{ino}]  opened by bats (pid {root.pid})", 1)[1]
         table = table.split("\n\n", 1)[0]
         assert "sleep 300   <- leaked" in table and "<- waiting" in table, out
+
+        # The culprit is the right one: the waiting bats outlived the recorder, and
+        # killing the sleep (nothing else) lets it see end-of-file and finish.
+        assert _running(reader.pid), "the waiting bats should still be blocked"
+        os.kill(sleep_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _running(reader.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(reader.pid), "bats still waits after the sleep was killed"
 
 
 def test_bats_control_closing_fd3_reports_no_leak(tmp_path: Path, backend: str) -> None:

@@ -215,6 +215,31 @@ def test_bats_leak_names_the_sleep_fd3_the_pipe_and_the_waiting_bats(tmp_path: P
                         f"bats (pid 105, pipe:[{P2}]).")
 
 
+def test_bats_leak_from_end_snapshots_only(tmp_path: Path) -> None:
+    """A backend without exec-time tables (only the /proc snapshot at the end)."""
+    s = bats_events(close_fd3=False)
+    for ev in s.events:
+        if isinstance(ev, Exec):
+            ev.fds = None
+    _, tree = roundtrip(tmp_path, s, ["bats", "t.bats"])
+    rep = analyze_fds(tree)
+    (lk,) = rep.leaks
+    assert lk.process.pid == 104 and lk.fds == [3] and lk.source.pid == 100
+    assert [(q.pid, fds) for q, fds in lk.chain] == [(102, []), (103, [])]
+    assert pids([w.holding.process for w in lk.waiting]) == [105]
+    line = render_fds.leak_lines(lk, tree.start)[0]
+    assert line == (f"sleep 300 (pid 104) holds fd 3, a pipe (write end, pipe:[{P1}]) that bats "
+                    "(pid 100) opened; it inherited it through bats-exec-suite (pid 102) and "
+                    "bats-exec-test (pid 103).")
+    # An exec-time table that lacks it contradicts inheritance: not a leak.
+    s = bats_events(close_fd3=False)
+    for ev in s.events:
+        if isinstance(ev, Exec) and ev.pid == 104 and ev.fds is not None:
+            ev.fds = [f for f in ev.fds if f.fd != 3]
+    _, tree = roundtrip(tmp_path, s, ["bats", "t.bats"])
+    assert analyze_fds(tree).leaks == []
+
+
 def test_bats_control_run_closing_fd3_reports_no_leak(tmp_path: Path) -> None:
     _, tree = roundtrip(tmp_path, bats_events(close_fd3=True), ["bats", "t.bats"])
     rep = analyze_fds(tree)
