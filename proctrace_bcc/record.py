@@ -342,7 +342,7 @@ class Recorder:
             proc = getattr(self, "proc", None)
             if proc is not None and root_reaped_at is None and proc.poll() is not None:
                 root_reaped_at = now
-            reason = self._should_stop(backend, now - start, root_reaped_at, now, len(reorder))
+            reason = self._should_stop(backend, now - start, root_reaped_at, now)
             if reason == "exited" and self.stop.reason is not None:
                 reason = self.stop.reason  # the tree ended because we were interrupted
             if reason is None and self.stop.reason is not None:
@@ -377,13 +377,16 @@ class Recorder:
                 self.events += 1
 
     def _should_stop(self, backend: Backend, elapsed: float, root_reaped_at: float | None,
-                     now: float, held: int) -> str | None:
+                     now: float) -> str | None:
         o = self.opts
         if o.timeout is not None and elapsed >= o.timeout:
             return "timeout"
         if not o.command or root_reaped_at is None:
             return None
-        if not self.alive and not held:
+        # alive is updated in timestamp order: once the root's exit is processed and
+        # nothing is alive, every descendant's fork (earlier than its parent's exit)
+        # has been seen too.
+        if self.root_exit is not None and not self.alive:
             tracked = backend.tracked()
             if tracked is None or tracked == 0:
                 return "exited"

@@ -1,0 +1,124 @@
+"""System-wide and --raw recordings, `ingest`, and --fds, on a real kernel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from proctrace_bcc.events import Exec
+from proctrace_bcc.recording import read_recording
+from proctrace_bcc.tree import build_tree
+
+from .conftest import REPO, Recorder
+
+pytestmark = pytest.mark.kernel
+ENV = dict(os.environ, PYTHONPATH=str(REPO))
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "proctrace_bcc", *args], capture_output=True,
+                          text=True, timeout=timeout, env=ENV, stdin=subprocess.DEVNULL)
+
+
+def test_system_wide_then_ingest_the_subtree(tmp_path: Path, backend: str) -> None:
+    raw = tmp_path / "raw.ndjson"
+    rec = subprocess.Popen(
+        [sys.executable, "-m", "proctrace_bcc", "record", "-q", "--backend", backend,
+         "-o", str(raw), "--timeout", "30"], env=ENV, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not raw.exists() or raw.stat().st_size == 0):
+            time.sleep(0.05)
+        time.sleep(0.3)  # the header is written once the probes are live
+        job = subprocess.Popen(["sh", "-c", "/bin/echo one >/dev/null; sh -c 'exit 3'; true"])
+        job.wait()
+        time.sleep(0.5)
+    finally:
+        rec.terminate()
+        rec.wait(30)
+    assert rec.returncode == 0, rec.stderr.read().decode()
+    whole = read_recording(raw)
+    assert whole.header is not None and whole.header.raw and whole.header.root_pid is None
+    assert whole.end is not None and whole.end.reason == "terminated"
+    cut = tmp_path / "cut.ndjson"
+    r = _cli("ingest", "-i", str(raw), "-p", str(job.pid), "-o", str(cut))
+    assert r.returncode == 0, r.stderr
+    sub = read_recording(cut)
+    assert sub.header is not None and sub.header.root_pid == job.pid and not sub.header.raw
+    tree = build_tree(sub.events, sub.header)
+    procs = [p for root in tree.roots if root.pid == job.pid for p in root.walk()]
+    assert [e.argv for p in procs for e in p.execs] == [
+        ["sh", "-c", "/bin/echo one >/dev/null; sh -c 'exit 3'; true"],
+        ["/bin/echo", "one"], ["sh", "-c", "exit 3"]]
+    assert sorted(p.exit.exit_code for p in procs if p.exit) == [0, 0, 3]
+    # nothing from outside the subtree
+    pids = {p.pid for p in procs}
+    assert all(ev.pid in pids for ev in sub.events if isinstance(ev, Exec))
+
+
+def test_raw_with_command_keeps_other_processes(record: Recorder) -> None:
+    stop = threading.Event()
+
+    def noise() -> None:
+        while not stop.is_set():
+            subprocess.run(["/bin/true", "noise-outside-the-tree"])
+            time.sleep(0.02)
+
+    t = threading.Thread(target=noise)
+    t.start()
+    try:
+        r = record(["sh", "-c", "sleep 0.5; /bin/true inside"], "--raw")
+    finally:
+        stop.set()
+        t.join()
+    assert r.rc == 0
+    assert r.rec.header is not None and r.rec.header.raw and r.rec.header.root_pid == r.root.pid
+    argvs = [ev.argv for ev in r.rec.events if isinstance(ev, Exec)]
+    assert ["/bin/true", "noise-outside-the-tree"] in argvs
+    assert ["/bin/true", "noise-outside-the-tree"] not in r.execs()  # not in CMD's tree
+    assert ["/bin/true", "inside"] in r.execs()
+
+
+def test_fds_pair_pipe_ends_and_tell_inherited(record: Recorder, tmp_path: Path,
+                                              backend: str) -> None:
+    if backend == "bpftrace":
+        pytest.skip("the bpftrace backend records no exec-time fd tables (docs/backends.md)")
+    log = tmp_path / "log.txt"
+    r = record(["bash", "-c", f"exec 3>{log}; /bin/sleep 0.1 4>/dev/null | /bin/cat"], "--fds")
+    assert r.rc == 0
+    sleep = r.by_command("/bin/sleep")[0]
+    cat = r.by_command("/bin/cat")[0]
+    sfds = {f.fd: f for f in sleep.execs[0].fds or []}
+    cfds = {f.fd: f for f in cat.execs[0].fds or []}
+    # the pipe between them: same object, write end in sleep, read end in cat
+    assert sfds[1].kind == "pipe" and cfds[0].kind == "pipe"
+    assert (sfds[1].dev, sfds[1].ino) == (cfds[0].dev, cfds[0].ino)
+    assert sfds[1].flags is not None and sfds[1].flags & 3 == 1
+    assert cfds[0].flags is not None and cfds[0].flags & 3 == 0
+    # fd 3 came from bash (open at fork); fd 1 and fd 4 were set up after the fork
+    assert sfds[3].kind == "file" and sfds[3].path == "log.txt" and sfds[3].inherited is True
+    assert sfds[1].inherited is False and sfds[4].inherited is False
+    assert sfds[4].kind == "char"
+    assert (sfds[3].dev, sfds[3].ino) == (os.stat(log).st_dev, os.stat(log).st_ino)
+
+
+def test_fds_snapshot_of_processes_alive_at_the_end(record: Recorder, tmp_path: Path) -> None:
+    r = record(["sh", "-c", "sleep 30 | cat"], "--fds", "--timeout", "1.5")
+    assert r.rc == 124
+    snaps = {ev.pid: ev for ev in r.rec.events if type(ev).__name__ == "FdSnapshot"}
+    sleep = r.by_command("sleep")[0]
+    cat = r.by_command("cat")[0]
+    assert sleep.pid in snaps and cat.pid in snaps
+    w = next(f for f in snaps[sleep.pid].fds if f.fd == 1)  # type: ignore[attr-defined]
+    rd = next(f for f in snaps[cat.pid].fds if f.fd == 0)  # type: ignore[attr-defined]
+    assert w.kind == rd.kind == "pipe" and w.ino == rd.ino and w.path == f"pipe:[{w.ino}]"
+    # the /proc snapshot and the BPF exec-time table agree on the pipe's identity
+    exec_fd1 = next(f for f in sleep.execs[0].fds or [] if f.fd == 1)
+    assert (exec_fd1.dev, exec_fd1.ino) == (w.dev, w.ino)
