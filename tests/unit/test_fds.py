@@ -256,7 +256,7 @@ def test_bats_golden(tmp_path: Path) -> None:
     path, tree = roundtrip(tmp_path, bats_events(close_fd3=False), ["bats", "t.bats"])
     text = "".join(render_fds.render(read_recording(path), tree))
     golden = GOLDEN / "bats-leak.txt"
-    if os.environ.get("UPDATE_GOLDEN"):
+    if os.environ.get("PROCTRACE_UPDATE_GOLDEN"):
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(text)
     assert text == golden.read_text()
