@@ -10,7 +10,7 @@ install:
 	@scripts/install.sh
 
 lint: install
-	$(VENV)/bin/ruff check proctrace_bcc tests bench vm
+	$(VENV)/bin/ruff check proctrace_bcc tests bench $(wildcard vm)
 
 typecheck: install
 	$(VENV)/bin/mypy

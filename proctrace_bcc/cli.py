@@ -138,7 +138,8 @@ def record(
         int, typer.Option("--buffer-pages", help="Perf buffer pages per CPU (power of two).")
     ] = 256,
     argv_max: Annotated[
-        int, typer.Option("--argv-max", help="Bytes of argv kept per exec, at most 49152 (BCC backend).")
+        int,
+        typer.Option("--argv-max", help="Bytes of argv kept per exec, at most 49152 (BCC)."),
     ] = 49152,
     bpftrace_path: Annotated[
         Optional[str],  # noqa: UP045
