@@ -128,6 +128,12 @@ def record(
         Optional[float],  # noqa: UP045
         typer.Option("--grace", help="Once CMD exits, wait at most SECS for its descendants."),
     ] = None,
+    kill_leftovers: Annotated[
+        bool,
+        typer.Option("--kill-leftovers",
+                     help="When recording stops (timeout, grace, Ctrl-C), end what still runs "
+                     "of the tree (SIGTERM, then SIGKILL after 2 s)."),
+    ] = False,
     as_root: Annotated[
         bool, typer.Option("--as-root", help="Under sudo, run CMD as root.")
     ] = False,
@@ -155,6 +161,7 @@ def record(
         command=list(command or []), output=output, backend=backend, raw=raw, timeout=timeout,
         grace=grace, as_root=as_root, fds=fds, buffer_pages=buffer_pages, argv_max=argv_max,
         bpftrace_path=bpftrace_path, quiet=quiet, print_bpf=print_bpf,
+        kill_leftovers=kill_leftovers,
     )
     try:
         code = run_record(opts)

@@ -51,6 +51,7 @@ class RecordOptions:
     bpftrace_path: str | None = None
     quiet: bool = False
     print_bpf: bool = False
+    kill_leftovers: bool = False
     # For tests and embedding: where status/warnings go.
     stderr: TextIO | None = field(default=None, repr=False)
 
@@ -394,10 +395,27 @@ class Recorder:
             return "grace"
         return None
 
+    def _kill_leftovers(self) -> None:
+        """--kill-leftovers: end what still runs of the tree (recorded as running first)."""
+        root = self.root_pid
+        pids = [p for p in self.alive if p != root]
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + 2.0
+            while pids and time.monotonic() < deadline:
+                pids = [p for p in pids if Path(f"/proc/{p}").exists()]
+                time.sleep(0.02)
+            if not pids:
+                return
+
     def _finish_cmd(self, reason: str) -> int | None:
         proc = getattr(self, "proc", None)
         if proc is None:
             return None
+        if self.opts.kill_leftovers and reason != "exited":
+            self._kill_leftovers()
         if proc.poll() is None and reason in ("timeout", "interrupted", "terminated"):
             proc.terminate()
             try:

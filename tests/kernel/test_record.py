@@ -325,3 +325,13 @@ def test_matches_strace_ground_truth(record: Recorder, tmp_path: Path) -> None:
             expected.append([x.decode() for x in items])
     r = record(["sh", "-c", script])
     assert sorted(r.execs()) == sorted(expected)
+
+
+def test_kill_leftovers_ends_what_grace_left_behind(record: Recorder, tmp_path: Path) -> None:
+    pidfile = tmp_path / "bg.pid"
+    r = record(["sh", "-c", f"sleep 30 & echo $! > {pidfile}; exit 0"], "--grace", "0.3",
+               "--kill-leftovers")
+    left = int(pidfile.read_text())
+    assert r.rc == 0
+    assert _end(r).running == [left]  # recorded as running when recording stopped
+    assert not Path(f"/proc/{left}").exists()  # and then ended
