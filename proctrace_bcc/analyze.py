@@ -21,7 +21,16 @@ from types import ModuleType
 from typing import IO
 
 from proctrace_bcc.errors import ProctraceError, UsageError
-from proctrace_bcc.stream import ORDERS, Analysis, OutOfOrder, Source, read_all, restrict
+from proctrace_bcc.stream import (
+    ORDERS,
+    Analysis,
+    OutOfOrder,
+    Source,
+    read_all,
+    release_tree,
+    restrict,
+)
+from proctrace_bcc.tree import Process, ProcessTree
 
 # Mode name -> renderer module (imported only when used).
 MODES: dict[str, str] = {
@@ -62,17 +71,35 @@ def _write(mod: ModuleType, src: Source, root_pid: int | None, order: str, color
     """One attempt at the whole output; returns the reader's warnings."""
     if hasattr(mod, "render_stream"):
         an = Analysis(src, root_pid, order=order)
-        sink.write_all(mod.render_stream(an))
+        try:
+            sink.write_all(mod.render_stream(an))
+        finally:
+            an.release()
         return an.warnings
     kw = {"color": color} if getattr(mod, "COLOR", False) else {}
     if getattr(mod, "NEEDS_EVENTS", True):
         rec, tree = restrict(read_all(src), root_pid)
-    else:
-        an = Analysis(src, root_pid, order=order)
+        try:
+            sink.write_all(mod.render(rec, tree, **kw))
+        finally:
+            release_tree(build_tree_roots(tree))
+        return rec.warnings
+    an = Analysis(src, root_pid, order=order)
+    try:
         an.run()
         rec, tree = an.finish()
-    sink.write_all(mod.render(rec, tree, **kw))
+        sink.write_all(mod.render(rec, tree, **kw))
+    finally:
+        an.release()
     return rec.warnings
+
+
+def build_tree_roots(tree: ProcessTree) -> list[Process]:
+    """Every process reachable from the tree (restrict() keeps only the subtree's)."""
+    seen: list[Process] = []
+    for r in tree.roots:
+        seen.extend(r.walk())
+    return seen or list(tree.processes)
 
 
 class OutputSink:

@@ -286,6 +286,19 @@ class Reader:
         return None if self.legacy else index
 
 
+def _why_not(tag: str, body: object, ts: object) -> str:
+    """Why a line with this kind and body is not an event (its timestamp is not an int)."""
+    if tag not in EVENT_TYPES:
+        if tag == "Header":
+            return "Header must be the first line"
+        return f"unknown event kind {tag!r}"
+    if type(body) is not dict:
+        return f"{tag}: body must be an object"
+    if ts is None:
+        return f"{tag}: missing field 'timestamp'"
+    return f"{tag}.timestamp must be an integer, got {ts!r}"
+
+
 def _order(o: Obj) -> tuple[int, int]:
     return o[0], o[1]
 
@@ -415,7 +428,7 @@ class FastBuilder(_Builder):
         self.members: set[Process] = set()
 
     def _new(self, pid: int, t: int, ppid: int | None) -> Process:
-        p = super()._new(pid, t, ppid)
+        p = _Builder._new(self, pid, t, ppid)
         if self.select_pid is not None:
             par = p.parent
             if par is not None and par in self.members:
@@ -502,13 +515,18 @@ class FastBuilder(_Builder):
                 raise _Slow
             cpgid = body.get("child_pgid")
             sid = body.get("sid")
-            parent = self._proc(ppid, t, None)
+            live = self.live
+            parent = live.get(ppid)
+            if parent is None or parent.exit is not None:
+                parent = self._new(ppid, t, None)
             h = parent.pgid_history
             if not h or h[-1][1] != ppgid:
                 h.append((t, ppgid))
-            old = self._forget_adopted(cpid)
-            if old is not None:
-                self.processes.remove(old)
+            old = live.get(cpid)
+            if old is not None and old.exit is None and old.fork_time is None:
+                old = self._forget_adopted(cpid)
+                if old is not None:
+                    self.processes.remove(old)
             owner = self._new(cpid, t, ppid)
             owner.fork_time = t
             owner.pgid_history.append((t, cpgid if cpgid is not None else ppgid))
@@ -601,8 +619,103 @@ class Analysis:
 
     def chunks(self) -> Iterator[list[Item]]:
         """Every event, in timestamp order, in lists of Items."""
+        if self.order == DIRECT and not self.reader.legacy:
+            return self._direct(True)
+        return self._sorted()
+
+    def run(self) -> None:
+        """Consume every event (when only the tree is needed)."""
+        it = (self._direct(False) if self.order == DIRECT and not self.reader.legacy
+              else self._sorted())
+        for _ in it:
+            pass
+
+    def _slow(self, ts: int, tag: str, body: dict[str, Any]) -> Process | None:
+        """Events the fast path declined: global kinds, unusual bodies, bad lines."""
+        if tag in _GLOBAL_KINDS:
+            self._global(tag, body)
+            return None
+        if tag not in EVENT_TYPES:
+            if tag == "Header":
+                raise ValueError("Header must be the first line")
+            raise ValueError(f"unknown event kind {tag!r}")
+        return self.builder.add_obj(ts, tag, body)
+
+    def _direct(self, collect: bool) -> Iterator[list[Item]]:
+        """Read, check and build in one loop; events must come in timestamp order.
+
+        The fast path of `analyze`: no per-line tuple unless `collect`, no reordering
+        (OutOfOrder at the first event older than the one before).
+        """
+        r = self.reader
         b = self.builder
         fast = b._fast
+        slow = self._slow
+        members = b.members
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        skip = r.header_line or 0
+        lineno = 0
+        prev = -(1 << 62)
+        n = 0
+        selecting = self.select_pid is not None
+        with r.source.open() as f:
+            while True:
+                lines = f.readlines(CHUNK_BYTES)
+                if not lines:
+                    break
+                out: list[Item] = []
+                ap = out.append
+                for line in lines:
+                    lineno += 1
+                    if lineno <= skip:
+                        continue
+                    try:
+                        obj = loads(line)
+                    except decode_error as exc:
+                        if not line.strip():
+                            continue
+                        if not line.endswith(b"\n"):
+                            r._truncated(lineno, exc)
+                            break
+                        raise r._bad(lineno, f"not valid JSON ({exc})") from None
+                    if type(obj) is not dict or len(obj) != 1:
+                        raise r._bad(lineno, "expected an object with exactly one key "
+                                     "(the event kind)")
+                    ((tag, body),) = obj.items()
+                    ts = body.get("timestamp") if type(body) is dict else None
+                    if type(ts) is not int:
+                        raise r._bad(lineno, _why_not(tag, body, ts))
+                    if ts < prev:
+                        raise OutOfOrder(lineno)
+                    prev = ts
+                    if n == 0:
+                        self._first((ts, lineno, tag, body))
+                        selecting = self.select_pid is not None
+                    n += 1
+                    try:
+                        try:
+                            owner = fast(ts, tag, body)
+                        except (_Slow, KeyError):
+                            owner = slow(ts, tag, body)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        raise self._error(lineno, exc) from None
+                    if collect:
+                        ap((ts, lineno, tag, body, owner,
+                            (not selecting) or (owner in members if owner is not None
+                                                else tag in _GLOBAL_KINDS)))
+                yield out
+        r.last_line = lineno
+        if n:
+            self.last = prev
+        self.events_read = n
+        self._done = True
+
+    def _sorted(self) -> Iterator[list[Item]]:
+        """Events put in order by the reader first (WINDOWED, ALL, legacy files)."""
+        b = self.builder
+        fast = b._fast
+        slow = self._slow
         members = b.members
         n = 0
         last = self.last
@@ -620,14 +733,12 @@ class Analysis:
                     try:
                         owner = fast(ts, tag, body)
                     except (_Slow, KeyError):
-                        if tag in _GLOBAL_KINDS:
-                            self._global(tag, body)
-                            ap((ts, lineno, tag, body, None, True))
-                            continue
-                        owner = b.add_obj(ts, tag, body)
+                        owner = slow(ts, tag, body)
                 except (ValueError, KeyError, TypeError) as exc:
                     raise self._error(lineno, exc) from None
-                ap((ts, lineno, tag, body, owner, (not selecting) or (owner in members)))
+                ap((ts, lineno, tag, body, owner,
+                    (not selecting) or (owner in members if owner is not None
+                                        else tag in _GLOBAL_KINDS)))
             self.last = last
             yield out
         self.events_read = n
@@ -649,11 +760,6 @@ class Analysis:
             self.lost_events.append(ev)
         elif isinstance(ev, End):
             self.end_event = ev
-
-    def run(self) -> None:
-        """Consume every event (when only the tree is needed)."""
-        for _ in self.chunks():
-            pass
 
     def finish(self) -> tuple[Recording, ProcessTree]:
         """The recording's metadata (no events) and the tree of the selected processes."""
@@ -696,6 +802,23 @@ class Analysis:
     @property
     def warnings(self) -> list[str]:
         return self.reader.warnings
+
+    def release(self) -> None:
+        """Drop the tree now, without the cycle collector (see release_tree)."""
+        release_tree(self.builder.processes)
+        self.builder.live.clear()
+        self.builder.members.clear()
+
+
+def release_tree(processes: Iterable[Process]) -> None:
+    """Break the parent <-> children cycles so reference counting frees the tree.
+
+    `analyze` runs with the cycle collector off (millions of long-lived objects); when
+    it is turned back on, a collection would otherwise scan every object of the tree.
+    """
+    for p in processes:
+        p.parent = None
+        p.children = []
 
 
 def _converted(h: Header | None) -> bool:

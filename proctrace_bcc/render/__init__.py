@@ -33,6 +33,8 @@ def _escape(m: re.Match[str]) -> str:
 
 def oneline(s: str) -> str:
     """A byte-exact string as one printable line: invalid bytes and controls as \\xNN."""
+    if s.isascii() and s.isprintable():
+        return s  # the common case, checked in C
     s = display(s)
     if _CONTROL.search(s) is None:
         return s

@@ -18,10 +18,8 @@ Colours (failed red, never exited yellow) only when writing to a terminal.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
-from proctrace_bcc.events import display
 from proctrace_bcc.recording import Recording
 from proctrace_bcc.render import errno_name, fmt_duration, oneline
 from proctrace_bcc.tree import Process, ProcessTree
@@ -43,8 +41,8 @@ class _Style:
 
 
 def _program(p_exec_filename: str | None, argv: list[str] | None, cmdline: str) -> str:
-    src = p_exec_filename or (argv[0] if argv else "") or cmdline.split(" ", 1)[0]
-    return os.path.basename(display(src)) or display(src)
+    src = oneline(p_exec_filename or (argv[0] if argv else "") or cmdline.split(" ", 1)[0])
+    return src.rsplit("/", 1)[-1] or src
 
 
 def command(p: Process) -> str:
@@ -61,7 +59,7 @@ def command(p: Process) -> str:
     if len(p.execs) > 1:
         via: list[str] = []
         for e in p.execs[:-1]:
-            name = oneline(_program(e.filename, e.argv, e.cmdline))
+            name = _program(e.filename, e.argv, e.cmdline)
             if not via or via[-1] != name:
                 via.append(name)
         cmd += f"  (via {', '.join(via)})"
@@ -82,7 +80,15 @@ def _groups(p: Process, legacy: bool, is_root: bool) -> str:
         return ""
     parts = []
     par = p.parent
-    pgid, sid = p.pgid, p.sid
+    h, sh = p.pgid_history, p.sid_history
+    pgid = h[-1][1] if h else None
+    sid = sh[-1][1] if sh else None
+    if par is not None and not is_root and len(h) <= 1 and len(sh) <= 1:
+        # Common case: group and session set once at fork, as the parent's.
+        ph, psh = par.pgid_history, par.sid_history
+        if ((pgid is None or (len(ph) == 1 and ph[0][1] == pgid))
+                and (sid is None or (len(psh) == 1 and psh[0][1] == sid))):
+            return ""
     if par is None or is_root:
         if pgid is not None:
             parts.append(f"pgid {pgid}")
@@ -97,6 +103,8 @@ def _groups(p: Process, legacy: bool, is_root: bool) -> str:
 
 
 def _failed_execs(p: Process) -> str:
+    if not p.failed_execs:
+        return ""
     after = p.execs[-1].timestamp if p.execs else -1
     failed = [f for f in p.failed_execs if f.timestamp > after]
     if not failed:
@@ -125,7 +133,8 @@ def outcome(p: Process, tree: ProcessTree, st: _Style) -> str:
 
 
 def line(p: Process, tree: ProcessTree, st: _Style, legacy: bool, is_root: bool = False) -> str:
-    return (f"{st(_BOLD, str(p.pid))} {command(p)}  {outcome(p, tree, st)}"
+    pid = st(_BOLD, str(p.pid)) if st.color else p.pid
+    return (f"{pid} {command(p)}  {outcome(p, tree, st)}"
             f"{_groups(p, legacy, is_root)}{_failed_execs(p)}")
 
 
