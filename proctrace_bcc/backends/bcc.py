@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from proctrace_bcc.backends import abi
+from proctrace_bcc.backends.argv import split_args
 from proctrace_bcc.backends.base import Backend, BackendConfig
 from proctrace_bcc.errors import BackendUnavailable, RecorderError
 from proctrace_bcc.events import (
@@ -52,22 +53,10 @@ def decode_exec(ev: abi.PtEvent, payload: bytes) -> Exec:
     o3 = o2 + ev.len3
     area, filename = payload[:o0], payload[o0:o1]
     truncated = bool(ev.flags & (abi.PT_F_TRUNCATED | abi.PT_F_ARGS_FAULT))
-    if area.endswith(b"\0"):
-        area = area[:-1]
-    args = area.split(b"\0") if area else []
-    interpreter: list[bytes] | None = None
-    argv = args
-    if ev.flags & abi.PT_F_SCRIPT:
-        # The area is [interp, (interp arg), script filename, argv[1:]...] (nested
-        # scripts repeat the prefix); the caller's argv[0] was read at syscall entry.
-        j = next((i for i in range(1, len(args)) if args[i] == filename), None)
-        if j is not None:
-            interpreter = args[:j]
-            argv0 = payload[o2:o3] if ev.flags & abi.PT_F_ARGV0 else None
-            if argv0 is None:
-                truncated = True  # argv[0] unreadable: the kernel's filename stands in
-                argv0 = filename
-            argv = [argv0, *args[j + 1:]]
+    argv0 = payload[o2:o3] if ev.flags & abi.PT_F_ARGV0 else None
+    argv, interpreter, substituted = split_args(area, filename, bool(ev.flags & abi.PT_F_SCRIPT),
+                                                argv0)
+    truncated |= substituted  # argv[0] unreadable: the kernel's filename stands in
     return Exec.from_argv(
         ev.ts, ev.pid, ev.ppid, ev.pgid, [from_bytes(a) for a in argv],
         filename=from_bytes(filename),

@@ -15,7 +15,7 @@ from proctrace_bcc.recording import Recording, read_recording
 from proctrace_bcc.tree import Process, ProcessTree, build_tree
 
 REPO = Path(__file__).resolve().parents[2]
-BACKENDS = ["bcc"]
+BACKENDS = ["bcc", "bpftrace"]
 
 
 @dataclass
