@@ -29,8 +29,10 @@ class Result:
 
     @property
     def root(self) -> Process:
-        roots = [p for p in self.tree.roots if p.pid == self.rec.header.root_pid]  # type: ignore[union-attr]
-        assert roots, f"root pid not in tree; roots={[(p.pid, p.command) for p in self.tree.roots]}"
+        assert self.rec.header is not None
+        want = self.rec.header.root_pid
+        roots = [p for p in self.tree.processes if p.pid == want and p.fork_time is not None]
+        assert roots, f"root pid {want} not in tree; roots={[(p.pid, p.command) for p in self.tree.roots]}"
         return roots[0]
 
     def procs(self) -> list[Process]:
