@@ -304,7 +304,28 @@ class Parser:
         self.lost = 0
         self.orphans = 0  # continuation lines whose exec header never came
         self.bad = 0  # lines we could not parse
-        self.alive: set[int] = set()  # processes forked and not exited (pids, recorder's ns)
+        # Processes forked and not exited (pids, recorder's ns).  Lines from different
+        # CPUs arrive out of order (a short child's exit before its fork): compare times.
+        self._forked: dict[int, int] = {}  # pid -> fork time
+        self._exited: dict[int, int] = {}  # pid -> exit time, its fork not read yet
+
+    @property
+    def alive(self) -> set[int]:
+        return set(self._forked)
+
+    def _fork_seen(self, pid: int, ts: int) -> None:
+        ex = self._exited.get(pid)
+        if ex is not None and ex >= ts:
+            del self._exited[pid]
+        else:
+            self._forked[pid] = ts
+
+    def _exit_seen(self, pid: int, ts: int) -> None:
+        fk = self._forked.get(pid)
+        if fk is not None and fk <= ts:
+            del self._forked[pid]
+        else:
+            self._exited[pid] = ts
 
     def resync(self) -> None:
         if self._fixed_offset is None:
@@ -392,11 +413,11 @@ class Parser:
             self._maybe_done(key, ex)
         elif tag == "F":
             pid, pgid, sid, child = (int(x) for x in f[2:6])
-            self.alive.add(child)
+            self._fork_seen(child, int(f[1]))
             self.out.append(Fork(self._ts(f[1]), pid, child, pgid, child_pgid=pgid, sid=sid))
         elif tag == "T":
             pid, ppid, pgid, status = (int(x) for x in f[2:6])
-            self.alive.discard(pid)
+            self._exit_seen(pid, int(f[1]))
             code, sig, core = Exit.split_status(status & 0xFFFF)
             self.out.append(Exit(self._ts(f[1]), pid, ppid, pgid, exit_code=code, signal=sig,
                                  core_dumped=core))

@@ -287,6 +287,20 @@ def test_simple_records_and_clock_offset() -> None:
     assert p.alive == set()  # 11 forked, then exited
 
 
+def test_alive_survives_exits_read_before_their_forks() -> None:
+    """Lines of different CPUs come out of order: a short child's exit before its fork."""
+    p = Parser(245, clock_offset=0)
+    p.feed(b"\n".join([
+        printf("T 20 11 10 10 0"),  # 11's exit, read first
+        printf("F 10 10 10 9 11"),
+        printf("F 30 10 10 9 12"),
+        printf("F 40 10 10 9 11"),  # pid 11 reused
+    ]))
+    assert p.alive == {11, 12}
+    p.feed(printf("T 50 12 10 10 0"))
+    assert p.alive == {11}
+
+
 def test_lost_events_handshake_and_junk() -> None:
     p = Parser(245, clock_offset=0)
     p.feed(b"\n".join([
