@@ -70,7 +70,7 @@ def _write(mod: ModuleType, src: Source, root_pid: int | None, order: str, color
            sink: OutputSink) -> list[str]:
     """One attempt at the whole output; returns the reader's warnings."""
     if hasattr(mod, "render_stream"):
-        an = Analysis(src, root_pid, order=order)
+        an = Analysis(src, root_pid, order=order, **getattr(mod, "ANALYSIS", {}))
         try:
             sink.write_all(mod.render_stream(an))
         finally:

@@ -40,7 +40,7 @@ def _header(an: Analysis, root_pid: int) -> Header:
 
 
 def _write(src: Source, root_pid: int, order: str, sink: OutputSink) -> list[str]:
-    an = Analysis(src, root_pid, order=order)
+    an = Analysis(src, root_pid, order=order, tree=False)
     dumps = orjson.dumps
     w = sink.f.write
     w(dumps_header(_header(an, root_pid)))
@@ -48,7 +48,7 @@ def _write(src: Source, root_pid: int, order: str, sink: OutputSink) -> list[str
         out = [dumps({tag: body}, option=_NL) for _, _, tag, body, _, member in chunk if member]
         if out:
             w(b"".join(out))
-    an.finish()  # raises if ROOT_PID never appeared
+    an.check()  # raises if ROOT_PID never appeared
     return an.warnings
 
 

@@ -576,11 +576,178 @@ class FastBuilder(_Builder):
         raise _Slow
 
 
+class Light:
+    """What Membership keeps of a process: enough for tree._Builder's identity rules,
+    and with ``info`` what `by-process` shows of it (as tree.Process would)."""
+
+    __slots__ = ("adoptable", "exited", "first", "inherited", "last", "pid", "ppid", "seq")
+
+    def __init__(self, pid: int, ppid: int | None, seq: int) -> None:
+        self.exited = False
+        self.adoptable = True  # not forked in the recording, no exec, no child yet
+        self.pid = pid
+        self.ppid = ppid  # as tree.Process.ppid
+        self.seq = seq  # creation order (tree.ProcessTree.processes order)
+        self.inherited: str | None = None  # tree.Process.inherited_command
+        self.first: str | None = None  # first exec's cmdline (or filename)
+        self.last: str | None = None  # last exec's cmdline
+
+    @property
+    def command(self) -> str:
+        """tree.Process.command."""
+        if self.last is not None:
+            return self.last
+        return self.inherited or f"<pid {self.pid}>"
+
+
+class Membership:
+    """Which events belong to the selected subtree, without building the tree.
+
+    For `-d sequential` and `ingest`: the same attribution rules as tree._Builder
+    (and FastBuilder: same interface) but only a few bytes per live pid, so memory
+    does not grow with the recording.  tests/unit/test_stream.py checks it against
+    the reference.
+    """
+
+    def __init__(self, select_pid: int | None, info: bool = False) -> None:
+        self.select_pid = select_pid
+        self.info = info  # keep the commands (for by-process)
+        self.root: Light | None = None
+        self.members: set[Light] = set()
+        self.live: dict[int, Light] = {}
+        self.count = 0  # processes seen
+        self.processes: list[Process] = []  # none: there is no tree
+
+    def _new(self, pid: int, ppid: int | None) -> Light:
+        p = Light(pid, ppid, self.count)
+        self.count += 1
+        live = self.live
+        par = live.get(ppid) if ppid else None
+        old = live.get(pid)
+        if old is not None and not self.info:
+            self.members.discard(old)  # keeps memory bounded by live pids
+        live[pid] = p
+        if par is not None:
+            par.adoptable = False
+            if self.info:
+                p.inherited = par.command
+        if self.select_pid is not None:
+            if par is not None and par in self.members:
+                self.members.add(p)
+            elif self.root is None and pid == self.select_pid:
+                self.root = p
+                self.members.add(p)
+        return p
+
+    def _get(self, pid: int, ppid: int | None) -> Light:
+        p = self.live.get(pid)
+        if p is None or p.exited:
+            return self._new(pid, ppid)
+        if p.ppid is None and ppid:
+            p.ppid = ppid
+        return p
+
+    def _exec(self, p: Light, cmdline: str, filename: str | None) -> None:
+        if p.first is None:
+            p.first = cmdline or filename or ""
+        p.last = cmdline
+
+    def add_obj(self, t: int, tag: str, body: dict[str, Any]) -> Light | None:
+        """Check one body (event_from_obj: ValueError says what is wrong), then apply it."""
+        ev = event_from_obj(tag, body)
+        if isinstance(ev, (Lost, End)):
+            return None
+        return self._apply(tag, ev.__getattribute__)
+
+    def _fast(self, t: int, tag: str, body: dict[str, Any]) -> Light | None:
+        # The checks of FastBuilder._fast, then _apply inlined for the common kinds.
+        live = self.live
+        if tag == "Exec":
+            pid, ppid = body["pid"], body["ppid"]
+            if (type(pid) is not int or type(ppid) is not int
+                    or type(body["pgid"]) is not int or type(body["cmdline"]) is not str
+                    or not _strs(body.get("argv")) or not _strs(body.get("interpreter"))
+                    or type(body.get("filename", "")) not in (str, type(None))
+                    or body.get("fds") is not None):
+                raise _Slow
+            p = live.get(pid)
+            if p is None or p.exited:
+                p = self._new(pid, ppid)
+            elif p.ppid is None and ppid:
+                p.ppid = ppid
+            p.adoptable = False
+            if self.info:
+                self._exec(p, body["cmdline"], body.get("filename"))
+            return p
+        if tag == "ExecFailed":
+            pid = body["pid"]
+            if (type(pid) is not int or type(body["errno"]) is not int
+                    or type(body["filename"]) is not str):
+                raise _Slow
+            p = live.get(pid)
+            if p is None or p.exited:
+                p = self._new(pid, None)
+            return p
+        if tag == "Exit":
+            pid, ppid = body["pid"], body["ppid"]
+            if type(pid) is not int or type(ppid) is not int or type(body["pgid"]) is not int:
+                raise _Slow
+            p = live.get(pid)
+            if p is None or p.exited:
+                p = self._new(pid, ppid)
+            elif p.ppid is None and ppid:
+                p.ppid = ppid
+            p.exited = True
+            return p
+        if tag in _INTS and tag not in _GLOBAL_KINDS:
+            for k in _INTS[tag]:
+                if type(body[k]) is not int:
+                    raise _Slow
+            return self._apply(tag, body.__getitem__)
+        raise _Slow
+
+    def _apply(self, tag: str, get: Any) -> Light | None:
+        if tag == "Fork":
+            parent_pid, child = get("parent_pid"), get("child_pid")
+            self._get(parent_pid, None)
+            old = self.live.get(child)
+            if old is not None and not old.exited and old.adoptable:
+                # tree._Builder's adoption: the process seen before its fork is replaced.
+                self.members.discard(old)
+                if old is self.root:
+                    self.root = None
+                self.count -= 1
+            p = self._new(child, parent_pid)
+            p.adoptable = False
+            return p
+        if tag == "Exec":
+            p = self._get(get("pid"), get("ppid"))
+            p.adoptable = False
+            if self.info:
+                self._exec(p, get("cmdline"), get("filename"))
+            return p
+        if tag == "Exit":
+            p = self._get(get("pid"), get("ppid"))
+            p.exited = True
+            return p
+        if tag == "ExecFailed":
+            return self._get(get("pid"), None)
+        if tag == "SetPGID":
+            return self._get(get("target_pid"), None)
+        if tag == "SetSID":
+            return self._get(get("pid"), get("ppid"))
+        if tag == "FdSnapshot":
+            return self.live.get(get("pid"))
+        return None
+
+
 # ---------------------------------------------------------------------------
 # One analysis pass
 
-# One analysed event: (timestamp, line, kind, body, owner process, in the subtree).
-Item = tuple[int, int, str, dict[str, Any], "Process | None", bool]
+# One analysed event: (timestamp, line, kind, body, owner, in the subtree).  The owner
+# is the tree.Process the event belongs to (a Membership entry with tree=False, None
+# for Lost and End).
+Item = tuple[int, int, str, dict[str, Any], Any, bool]
 
 
 class Analysis:
@@ -592,8 +759,9 @@ class Analysis:
     """
 
     def __init__(self, source: Source, root_pid: int | None = None, *,
-                 order: str = DIRECT) -> None:
+                 order: str = DIRECT, tree: bool = True, info: bool = False) -> None:
         self.reader = Reader(source)
+        self.tree = tree
         self.name = self.reader.name
         self.order = order
         h = self.reader.header
@@ -605,7 +773,8 @@ class Analysis:
             self.select_pid = h.root_pid
         else:
             self.select_pid = None
-        self.builder = FastBuilder(self.select_pid)
+        self.builder: FastBuilder | Membership = (
+            FastBuilder(self.select_pid) if tree else Membership(self.select_pid, info))
         self.first: int | None = None
         self.last = 0
         self.lost = 0
@@ -630,7 +799,7 @@ class Analysis:
         for _ in it:
             pass
 
-    def _slow(self, ts: int, tag: str, body: dict[str, Any]) -> Process | None:
+    def _slow(self, ts: int, tag: str, body: dict[str, Any]) -> Process | Light | None:
         """Events the fast path declined: global kinds, unusual bodies, bad lines."""
         if tag in _GLOBAL_KINDS:
             self._global(tag, body)
@@ -761,20 +930,17 @@ class Analysis:
         elif isinstance(ev, End):
             self.end_event = ev
 
-    def finish(self) -> tuple[Recording, ProcessTree]:
-        """The recording's metadata (no events) and the tree of the selected processes."""
+    def check(self) -> None:
+        """After the pass: RecordingError when there were no events or no root."""
         if not self._done:
-            raise RuntimeError("Analysis.finish() before chunks() was consumed")
+            raise RuntimeError("Analysis checked before chunks() was consumed")
         r = self.reader
         b = self.builder
-        h = r.header
         if self.events_read == 0:
             raise RecordingError(self.name, r.header_line,
                                  "recording has a header but no events")
-        procs = b.processes
         if self.select_pid is not None:
-            root = b.root
-            if root is None:
+            if b.root is None:
                 if self.explicit_root:
                     raise RecordingError(self.name, None,
                                          f"pid {self.select_pid} does not appear in the "
@@ -782,14 +948,27 @@ class Analysis:
                 raise RecordingError(self.name, r.header_line,
                                      f"root pid {self.select_pid} does not appear in the "
                                      "recording (use -p to choose another root)")
+        elif not (b.count if isinstance(b, Membership) else b.processes):
+            raise RecordingError(self.name, r.last_line or None,
+                                 "recording has no process events (no root)")
+
+    def finish(self) -> tuple[Recording, ProcessTree]:
+        """The recording's metadata (no events) and the tree of the selected processes."""
+        self.check()
+        r = self.reader
+        b = self.builder
+        if not isinstance(b, FastBuilder):
+            raise RuntimeError("Analysis(tree=False) has no tree")
+        h = r.header
+        procs = b.processes
+        if self.select_pid is not None:
+            root = b.root
+            assert root is not None
             members = b.members
             processes = [p for p in procs if p in members]
             roots = [root]
             start = root.start
         else:
-            if not procs:
-                raise RecordingError(self.name, r.last_line or None,
-                                     "recording has no process events (no root)")
             processes = procs
             roots = [p for p in procs if p.parent is None]
             start = self.first if self.first is not None else 0
@@ -805,7 +984,8 @@ class Analysis:
 
     def release(self) -> None:
         """Drop the tree now, without the cycle collector (see release_tree)."""
-        release_tree(self.builder.processes)
+        if isinstance(self.builder, FastBuilder):
+            release_tree(self.builder.processes)
         self.builder.live.clear()
         self.builder.members.clear()
 

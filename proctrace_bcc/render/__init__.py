@@ -9,6 +9,10 @@ Optional module attributes that `analyze` looks at:
   without it, ``rec.events`` holds every event of the analysed subtree;
 - ``render_stream(analysis: proctrace_bcc.stream.Analysis) -> Iterable[str | bytes]``:
   the mode consumes the streaming pass itself (sequential, by-process);
+- ``ANALYSIS = {"tree": False}`` (with ``render_stream``): keyword arguments of the
+  Analysis; ``tree=False`` only tracks which events belong to the subtree
+  (``proctrace_bcc.stream.Membership``, ``info=True`` keeps each process's commands)
+  and builds no tree;
 - ``COLOR = True``: ``render`` takes a keyword ``color: bool`` (True only when writing
   to a terminal).
 

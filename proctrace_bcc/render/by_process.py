@@ -6,8 +6,9 @@ the original printed; ``[fork of P] <command>`` for a process that never exec'd)
 then its events as in ``-d sequential``; processes are separated by a blank line.
 Events that belong to no process (Lost, End) come last under ``Recording:``.
 
-The streaming form keeps no event object: each cleaned line goes to a temporary
-spill file and only its offset is kept (8 bytes per event) until the tree is known.
+The streaming form keeps no event object and builds no tree: each cleaned line goes
+to a temporary spill file and only its offset is kept (8 bytes per event), with a
+few fields per process (stream.Light: pid, parent, first command).
 """
 
 from __future__ import annotations
@@ -22,10 +23,14 @@ import orjson
 from proctrace_bcc.recording import Recording, event_to_obj
 from proctrace_bcc.render import oneline
 from proctrace_bcc.render.sequential import line
-from proctrace_bcc.stream import Analysis
+from proctrace_bcc.stream import Analysis, Light
 from proctrace_bcc.tree import Process, ProcessTree, build_tree_with_owners
 
+# The streaming pass keeps a few fields per process (stream.Light), not the tree.
+ANALYSIS = {"tree": False, "info": True}
+
 _NL = orjson.OPT_APPEND_NEWLINE
+_DONTNEED: int | None = getattr(mmap, "MADV_DONTNEED", None)
 _FALSE_DEFAULTS = frozenset({"truncated", "core_dumped"})
 
 
@@ -57,10 +62,21 @@ def _blocks(order: Iterable[Process], lines_of: dict[Process | None, list[bytes]
         yield (b"" if first else b"\n") + b"Recording:\n" + b"".join(glob)
 
 
+def light_title(p: Light) -> str:
+    """:func:`title` from what stream.Membership(info=True) keeps of a process."""
+    if p.first is not None:
+        return f"PID {p.pid}: {oneline(p.first) if p.first else '<command unavailable>'}"
+    if p.ppid:
+        if p.inherited:
+            return f"PID {p.pid}: [fork of {p.ppid}] {oneline(p.inherited)}"
+        return f"PID {p.pid}: [fork of {p.ppid}]"
+    return f"PID {p.pid}: [started before the recording]"
+
+
 def render_stream(an: Analysis) -> Iterator[bytes]:
     dumps = orjson.dumps
     falses = _FALSE_DEFAULTS
-    offsets: dict[Process | None, array[int]] = {}
+    offsets: dict[Light | None, array[int]] = {}
     pos = 0
     with tempfile.TemporaryFile(prefix="proctrace-by-process-") as spill:
         for chunk in an.chunks():
@@ -78,21 +94,26 @@ def render_stream(an: Analysis) -> Iterator[bytes]:
                 pos += len(b)
                 out.append(b)
             spill.write(b"".join(out))
-        _, tree = an.finish()
+        an.check()
         spill.flush()
         if pos == 0:
             return
+        order = sorted((p for p in offsets if p is not None), key=lambda p: p.seq)
         with mmap.mmap(spill.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             find = mm.find
-
-            class _Lines(dict[Process | None, list[bytes]]):
-                def get(self, key: Process | None, default: object = None) -> list[bytes]:
-                    arr = offsets.get(key)
-                    if not arr:
-                        return []
-                    return [mm[o:find(b"\n", o) + 1] for o in arr]
-
-            yield from _blocks(tree.processes, _Lines())
+            first = True
+            for i, p in enumerate(order):
+                if i % 4096 == 4095 and _DONTNEED is not None:
+                    # Pages already copied out need not stay mapped: keeps RSS low.
+                    mm.madvise(_DONTNEED)
+                lines = [mm[o:find(b"\n", o) + 1] for o in offsets[p]]
+                head = light_title(p).encode("utf-8", "surrogateescape") + b"\n"
+                yield (b"" if first else b"\n") + head + b"".join(lines)
+                first = False
+            glob = offsets.get(None)
+            if glob:
+                lines = [mm[o:find(b"\n", o) + 1] for o in glob]
+                yield (b"" if first else b"\n") + b"Recording:\n" + b"".join(lines)
 
 
 def render(rec: Recording, tree: ProcessTree) -> Iterable[bytes]:

@@ -19,6 +19,9 @@ from proctrace_bcc.recording import Recording, event_to_obj
 from proctrace_bcc.stream import Analysis
 from proctrace_bcc.tree import ProcessTree
 
+# The streaming pass needs no process tree, only which events are in the subtree.
+ANALYSIS = {"tree": False}
+
 _FALSE_DEFAULTS = frozenset({"truncated", "core_dumped"})
 _NL = orjson.OPT_APPEND_NEWLINE
 
@@ -35,15 +38,18 @@ def line(tag: str, body: dict[str, Any]) -> bytes:
 
 def render_stream(an: Analysis) -> Iterator[bytes]:
     dumps = orjson.dumps
-    falses = _FALSE_DEFAULTS
     for chunk in an.chunks():
-        out = [
-            dumps({tag: {k: v for k, v in body.items()
-                         if v is not None and not (v is False and k in falses)}}, option=_NL)
-            for _, _, tag, body, _, member in chunk if member
-        ]
+        out: list[bytes] = []
+        ap = out.append
+        for _, _, tag, body, _, member in chunk:
+            if member:
+                for k in [k for k, v in body.items() if v is None or v is False]:
+                    if body[k] is None or k in _FALSE_DEFAULTS:
+                        del body[k]
+                ap(dumps({tag: body}, option=_NL))
         if out:
             yield b"".join(out)
+    an.check()  # no events, or a root that never appeared: an error, not an empty output
 
 
 def render(rec: Recording, tree: ProcessTree) -> Iterable[bytes]:

@@ -143,9 +143,10 @@ def test_no_root(tmp_path: Path) -> None:
         f"proctrace-bcc: error: {f}:1: recording has a header but no events")
     f.write_bytes(h + b"\n" + orjson.dumps({"Fork": {
         "timestamp": 1, "parent_pid": 1, "child_pid": 2, "parent_pgid": 1}}) + b"\n")
-    assert one_error(cli("analyze", "-i", str(f), "-d", "by-process")) == (
-        f"proctrace-bcc: error: {f}:1: root pid 77 does not appear in the recording "
-        "(use -p to choose another root)")
+    for mode in ("by-process", "sequential", "tree"):
+        assert one_error(cli("analyze", "-i", str(f), "-d", mode)) == (
+            f"proctrace-bcc: error: {f}:1: root pid 77 does not appear in the recording "
+            "(use -p to choose another root)")
     p = cli("analyze", "-i", str(f), "-p", "2")
     assert p.returncode == 0 and b"2 (fork)" in p.stdout
     assert one_error(cli("analyze", "-i", str(f), "-p", "5")) == (

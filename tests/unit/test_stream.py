@@ -155,6 +155,12 @@ def test_selection_matches_reference(tmp_path: Path, seed: int) -> None:
             _, tree = an.finish()
         assert shape(tree) == shape(sub)
         assert kept == [(e.timestamp, e.KIND) for e in sub_rec.events]
+        with Source(f) as src:  # the same without building the tree
+            light = Analysis(src, root, tree=False)
+            kept = [(ts, tag) for chunk in light.chunks()
+                    for ts, _, tag, _, _, member in chunk if member]
+            light.check()
+        assert kept == [(e.timestamp, e.KIND) for e in sub_rec.events]
 
 
 @pytest.mark.parametrize("mode", ["sequential", "by-process", "tree", "mermaid"])
@@ -234,3 +240,18 @@ def test_header_only_without_newline_and_truncated_only_line(tmp_path: Path) -> 
     f.write_bytes(b'{"Fork":{"timest')
     with Source(f) as src, pytest.raises(RecordingError, match="no complete line"):
         Analysis(src)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("mode", ["by-process", "sequential"])
+def test_streaming_modes_match_their_contract_form(tmp_path: Path, seed: int, mode: str) -> None:
+    """render_stream (no tree, no event objects) == render(rec, tree) on full objects."""
+    from proctrace_bcc.analyze import renderer
+
+    f = write(tmp_path / "r.ndjson", random_events(seed), 100 if seed % 2 else None)
+    out = tmp_path / "out"
+    analyze(str(f), out, mode, None)
+    rec, tree = restrict(read_recording(f), None)
+    chunks = renderer(mode).render(rec, tree)
+    assert out.read_bytes() == b"".join(c if isinstance(c, bytes) else c.encode()
+                                         for c in chunks)
