@@ -195,6 +195,7 @@ class Recorder:
         self.t0 = 0
         self.tracer = os.getpid()
         self._status_at = 0.0
+        self._liveness_at = 0.0
         self._tty = (not opts.quiet) and sys.stderr.isatty() and opts.stderr is None
 
     # -- signals ---------------------------------------------------------------
@@ -390,6 +391,14 @@ class Recorder:
         if self.root_exit is not None and not self.alive:
             tracked = backend.tracked()
             if tracked is None or tracked == 0:
+                return "exited"
+        if self.lost and now - self._liveness_at >= 1.0:
+            # Events were lost, exits perhaps among them: ask the kernel (or /proc).
+            self._liveness_at = now
+            tracked = backend.tracked()
+            if tracked == 0 or (tracked is None and not any(
+                    Path(f"/proc/{pid}").exists() for pid in self.alive)):
+                self.alive.clear()
                 return "exited"
         if o.grace is not None and now - root_reaped_at >= o.grace:
             return "grace"

@@ -122,3 +122,23 @@ def test_fds_snapshot_of_processes_alive_at_the_end(record: Recorder, tmp_path: 
     # the /proc snapshot and the BPF exec-time table agree on the pipe's identity
     exec_fd1 = next(f for f in sleep.execs[0].fds or [] if f.fd == 1)
     assert (exec_fd1.dev, exec_fd1.ino) == (w.dev, w.ino)
+
+
+def test_losses_are_recorded_and_do_not_hang_the_recorder(tmp_path: Path, backend: str) -> None:
+    if backend != "bcc":
+        pytest.skip("--buffer-pages sizes BCC's perf buffer")
+    out = tmp_path / "lost.ndjson"
+    # 2 KB of argv per exec: a one-page buffer overflows long before the reader wakes
+    loop = "for i in $(seq 1500); do /bin/true $A; done"
+    storm = f"A=$(head -c 2000 /dev/zero | tr '\\0' x); {loop} & {loop}; wait"
+    r = _cli("record", "-q", "--backend", backend, "--buffer-pages", "1", "-o", str(out),
+             "--", "sh", "-c", storm)
+    assert r.returncode == 0, r.stderr
+    rec = read_recording(out)
+    lost = [ev for ev in rec.events if type(ev).__name__ == "Lost"]
+    assert lost, "a one-page buffer under a 3,000-process storm should lose events"
+    assert rec.end is not None and rec.end.reason == "exited"
+    assert rec.end.lost == sum(ev.count for ev in lost)  # type: ignore[attr-defined]
+    execs = sum(1 for ev in rec.events if isinstance(ev, Exec))
+    assert execs < 3003  # some were lost...
+    assert execs + rec.end.lost >= 3003  # ...and every one is accounted for (exec or lost)
