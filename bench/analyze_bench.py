@@ -11,9 +11,9 @@ and a few never exit; PIDs are reused), then times, each in a fresh subprocess:
 - ``analyze -d sequential``, ``-d by-process`` and ``-d tree`` (output to /dev/null),
 
 and prints wall time (median of R rounds), the ratio to ``parse`` and the peak RSS of
-each subprocess (``ru_maxrss``).  It also times ``tree`` on a recording with the same
-number of processes but 4x the events (SetPGID storms), to show that memory follows
-processes, not events.
+each subprocess (``ru_maxrss``).  It also times every mode on a recording with about
+the same number of processes but several times the events (SetPGID storms), to show
+that memory follows processes, not events.
 """
 
 from __future__ import annotations
@@ -267,8 +267,8 @@ def main() -> None:
         sprocs = generate(storm, a.events * 4, storm=20)
         with open(storm, "rb") as f:
             slines = sum(1 for _ in f)
-        print(f"storm recording: {slines - 1:,} events, ~{sprocs:,} processes "
-              "(20 extra SetPGID per shell: 4x the events, same processes)")
+        print(f"storm recording: {slines - 1:,} events ({(slines - 1) / (lines - 1):.1f}x), "
+              f"~{sprocs:,} processes ({sprocs / procs:.2f}x): 20 extra SetPGID per shell")
         sbase = _time(_PARSE, [str(storm)], 1)
         print(_row("storm: orjson parse", sbase, sbase))
         for mode in a.modes.split(","):
