@@ -6,15 +6,19 @@ processes, not events.  So this module:
 
 - reads lines and parses each with orjson exactly once, keeping event bodies as the
   parsed dicts (no event object per line);
-- yields them in timestamp order through a bounded reordering window (recordings are
-  written almost sorted); an event older than one already yielded raises
-  :class:`OutOfOrder` and the caller starts again with ``sort_all=True`` (the whole
-  file sorted in memory: only for pathological files);
+- passes them on in timestamp order.  `Analysis` tries, in turn (`ORDERS`): DIRECT
+  (read, check and build in one loop; the first event older than the one before
+  raises :class:`OutOfOrder`), WINDOWED (a reordering window of WINDOW events) and
+  ALL (the whole file sorted in memory: only for pathological files); `analyze`
+  starts again with the next one on OutOfOrder (its output is not written yet);
 - builds the process tree with :class:`FastBuilder`, which applies exactly the rules
   of :mod:`proctrace_bcc.tree` (it subclasses its builder) but reads the dicts
   directly; anything unusual (non-UTF-8 strings, fds, a malformed body) goes through
   :func:`~proctrace_bcc.recording.event_from_obj` and the reference builder, which
   also produces the error messages;
+- or, for modes that need no tree (sequential, by-process, ingest), only tracks which
+  process each event belongs to with :class:`Membership` (same rules, a few bytes
+  per process);
 - decides which processes belong to the analysed subtree while reading (the root is
   the first process with the selected pid; members are its descendants by fork).
 
