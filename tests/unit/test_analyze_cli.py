@@ -230,3 +230,36 @@ def test_ingest_errors(tmp_path: Path) -> None:
     p = cli("ingest", "-i", str(INPUTS / "raw-system.ndjson"), "-p", "4242")
     assert one_error(p).endswith("pid 4242 does not appear in the recording")
     assert cli("ingest", "-i", str(tmp_path / "x"), "-p", "1").returncode == 3
+
+
+def _on_a_terminal(*args: str, env_extra: dict[str, str] | None = None) -> bytes:
+    import pty
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(REPO), TERM="xterm")
+    env.pop("NO_COLOR", None)
+    env.update(env_extra or {})
+    p = subprocess.Popen([sys.executable, "-m", "proctrace_bcc", *args], stdout=slave,
+                         stderr=subprocess.PIPE, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    p.wait(timeout=60)
+    os.close(master)
+    return b"".join(chunks)
+
+
+def test_tree_colours_only_on_a_terminal() -> None:
+    path = str(INPUTS / "ours-ci.ndjson")
+    tty = _on_a_terminal("analyze", "-i", path)
+    assert b"\x1b[31mexit 2 \xe2\x9c\x97\x1b[0m" in tty  # failed: red
+    assert b"\x1b[33mnever exited" in tty  # never exited: yellow
+    assert b"\x1b[" not in _on_a_terminal("analyze", "-i", path, env_extra={"NO_COLOR": "1"})
+    assert b"\x1b[" not in cli("analyze", "-i", path).stdout  # a pipe
