@@ -579,6 +579,8 @@ class BpftraceBackend(Backend):
 
     def start(self) -> None:
         t0 = time.monotonic()
+        if self.config.fds:
+            raise BackendUnavailable("bpftrace", "--fds (descriptor tables) needs the BCC backend")
         self.binary = find_bpftrace(self.config.bpftrace_path)
         self.version = bpftrace_version(self.binary)
         self.prepare_exec = self._want_prepare_exec()
@@ -660,10 +662,12 @@ class BpftraceBackend(Backend):
             if left <= 0 or self._proc.poll() is not None:
                 return False
             self._read(min(left, 0.02))
+        self._read(0.002, linger=0.002)  # the rest of the batch read with the answer
         return True
 
-    def _read(self, timeout: float) -> None:
-        """Read what bpftrace wrote (waiting up to `timeout` for the first bytes)."""
+    def _read(self, timeout: float, linger: float = 0.0) -> None:
+        """Read what bpftrace wrote: wait up to `timeout` for the first bytes, then
+        read on while more comes within `linger`."""
         proc = self._proc
         if proc is None or proc.stdout is None:
             return
@@ -685,7 +689,7 @@ class BpftraceBackend(Backend):
             else:
                 self.parser.feed(buf[:cut])
                 self._buf = buf[cut + 1:]
-            wait = 0.0
+            wait = linger
 
     def _check_alive(self) -> None:
         proc = self._proc
@@ -698,6 +702,10 @@ class BpftraceBackend(Backend):
         self._check_alive()
         self.parser.resync()
         self._read(timeout_ms / 1000)
+        # bpftrace reads each CPU's buffer in turn and, when loaded, late: a round
+        # trip through the kernel makes sure everything emitted before now is here,
+        # so that the recorder's reordering window (about one poll) is enough.
+        self.sync()
         self.parser.expire()
         return self.parser.take()
 
