@@ -79,17 +79,19 @@ def make_backend(name: str, config: BackendConfig) -> Backend:
 
 def start_backend(name: str, config: BackendConfig, warn: TextIO | None) -> Backend:
     """Start the named backend; `auto` tries BCC, then bpftrace (saying why, once)."""
-    if name != "auto":
-        b = make_backend(name, config)
-        b.start()
-        return b
-    try:
-        b = make_backend("bcc", config)
-        b.start()
-        return b
-    except RecorderError as exc:
-        _write(warn, f"proctrace-bcc: BCC backend not usable ({exc}); using bpftrace\n")
-    b = make_backend("bpftrace", config)
+    if name == "auto":
+        try:
+            b = make_backend("bcc", config)
+            b.start()
+            return b
+        except RecorderError as exc:
+            _write(warn, f"proctrace-bcc: BCC backend not usable ({exc}); using bpftrace\n")
+        name = "bpftrace"
+    if name == "bpftrace" and config.fds:
+        _write(warn, "proctrace-bcc: the bpftrace backend records no descriptor tables at "
+                     "exec; --fds keeps only the /proc snapshot of processes alive at the end\n")
+        config.fds = False
+    b = make_backend(name, config)
     b.start()
     return b
 

@@ -579,8 +579,6 @@ class BpftraceBackend(Backend):
 
     def start(self) -> None:
         t0 = time.monotonic()
-        if self.config.fds:
-            raise BackendUnavailable("bpftrace", "--fds (descriptor tables) needs the BCC backend")
         self.binary = find_bpftrace(self.config.bpftrace_path)
         self.version = bpftrace_version(self.binary)
         self.prepare_exec = self._want_prepare_exec()

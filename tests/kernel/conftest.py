@@ -59,11 +59,16 @@ def run_record(tmp_path: Path, backend: str, cmd: Sequence[str], *extra: str,
     e["PYTHONPATH"] = str(REPO)
     if env:
         e.update(env)
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=e,
-                       stdin=subprocess.DEVNULL)
-    assert out.exists(), f"no recording; stderr: {p.stderr}"
+    # Files, not pipes: a process left running by CMD keeps its copies of
+    # stdout/stderr open, and waiting for a pipe's EOF would wait for it.
+    so, se = tmp_path / f"stdout-{backend}.txt", tmp_path / f"stderr-{backend}.txt"
+    with so.open("wb") as fo, se.open("wb") as fe:
+        p = subprocess.run(argv, stdout=fo, stderr=fe, timeout=timeout, env=e,
+                           stdin=subprocess.DEVNULL)
+    stdout, stderr = so.read_text(errors="replace"), se.read_text(errors="replace")
+    assert out.exists(), f"no recording; stderr: {stderr}"
     rec = read_recording(out)
-    return Result(p.returncode, rec, build_tree(rec.events, rec.header), p.stdout, p.stderr, out)
+    return Result(p.returncode, rec, build_tree(rec.events, rec.header), stdout, stderr, out)
 
 
 @pytest.fixture(params=BACKENDS)
