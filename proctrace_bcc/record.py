@@ -310,12 +310,23 @@ class Recorder:
                          "buffer_pages": o.buffer_pages,
                          "startup_s": round(time.monotonic() - started, 4)},
             )
+            if self.stop.reason is not None:  # interrupted while the probes loaded
+                writer.write_header(header)
+                writer.write(End(0, self.stop.reason, [], None, 0))
+                return 128 + signal.SIGINT if self.stop.reason == "interrupted" else 143
             if o.command:
                 self.proc = _spawn(o.command, inv)
                 self.root_pid = self.proc.pid
                 header.root_pid = self.proc.pid
             writer.write_header(header)
             return self._loop(backend, writer)
+        except BaseException:
+            if writer.events_written == 0 and not writer.header_written:
+                # Nothing recorded (the backend did not start): leave no empty file.
+                writer.close()
+                with contextlib.suppress(OSError):
+                    os.unlink(o.output)
+            raise
         finally:
             for s, h in old.items():
                 signal.signal(s, h)

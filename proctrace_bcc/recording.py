@@ -158,8 +158,10 @@ class RecordingWriter:
             self._f = out
             self._owns = False
         self.events_written = 0
+        self.header_written = False
 
     def write_header(self, header: Header) -> None:
+        self.header_written = True
         self._f.write(dumps_header(header))
         self.flush()
 
@@ -178,6 +180,9 @@ class RecordingWriter:
             os.fsync(self._f.fileno())
 
     def close(self) -> None:
+        """Flush and close (idempotent)."""
+        if self._f.closed:
+            return
         self.flush()
         if self._owns:
             self._f.close()

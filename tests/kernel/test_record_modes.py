@@ -147,3 +147,13 @@ def test_losses_are_recorded_and_do_not_hang_the_recorder(tmp_path: Path, backen
     execs = sum(1 for ev in rec.events if isinstance(ev, Exec))
     assert execs < 3003  # some were lost...
     assert execs + rec.end.lost >= 3003  # ...and every one is accounted for (exec or lost)
+
+
+def test_unusable_backend_is_one_line_and_leaves_no_file(tmp_path: Path) -> None:
+    out = tmp_path / "never.ndjson"
+    r = _cli("record", "-q", "--backend", "bpftrace", "-b", str(tmp_path / "no-bpftrace"),
+             "-o", str(out), "--", "true")
+    assert r.returncode == 4
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "not an executable file" in r.stderr
+    assert not out.exists()
