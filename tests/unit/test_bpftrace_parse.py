@@ -391,10 +391,3 @@ def test_kernel_version_fallback_for_prepare_exec(monkeypatch: pytest.MonkeyPatc
     assert bt.kernel_has_prepare_exec("6.10.0-foo") is True
     assert bt.kernel_has_prepare_exec("6.1.0-28-amd64") is False
 
-
-def test_fds_needs_bcc() -> None:
-    from proctrace_bcc.backends.base import BackendConfig
-
-    b = bt.BpftraceBackend(BackendConfig(tracer_pid=1, fds=True))
-    with pytest.raises(BackendUnavailable, match="--fds"):
-        b.start()
