@@ -32,6 +32,7 @@ from proctrace_bcc.procfs import snapshot_fds
 from proctrace_bcc.recording import RecordingWriter
 
 POLL_MS = 100
+SYNC_NS = 1_000_000_000  # fsync the recording at most once a second while recording
 BACKENDS = ("auto", "bcc", "bpftrace")
 TIMEOUT_EXIT = 124  # like timeout(1): CMD was still running when --timeout fired
 
@@ -343,6 +344,7 @@ class Recorder:
         prev_cycle: int | None = None
         root_reaped_at: float | None = None
         stop_at: float | None = None
+        last_sync = 0
         while True:
             cycle = time.monotonic_ns()
             reorder.add(self._rebase(backend.poll(POLL_MS)))
@@ -350,7 +352,11 @@ class Recorder:
                 ready = self._track(reorder.pop_until(prev_cycle - self.t0))
                 writer.write_many(ready)
                 self.events += len(ready)
-                writer.flush()
+                # to the OS every cycle; to the disk once a second (fsync costs ms here)
+                sync = cycle - last_sync >= SYNC_NS
+                writer.flush(sync=sync)
+                if sync:
+                    last_sync = cycle
             prev_cycle = cycle
             self._status()
             now = time.monotonic()

@@ -174,10 +174,13 @@ class RecordingWriter:
             self._f.write(b"".join(dumps_event(e) for e in evs))
             self.events_written += len(evs)
 
-    def flush(self) -> None:
+    def flush(self, sync: bool = True) -> None:
+        """Hand what is written to the OS (survives a crash of any process); with
+        `sync`, also to the disk (survives a crash of the machine)."""
         self._f.flush()
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            os.fsync(self._f.fileno())
+        if sync:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.fsync(self._f.fileno())
 
     def close(self) -> None:
         """Flush and close (idempotent)."""
