@@ -535,10 +535,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     log(f"{'KVM' if kvm else 'software emulation (TCG)'}: {why}")
     jobs = max(1, min(args.jobs, len(kernels)))
     cpus = args.cpus or max(1, (os.cpu_count() or 1) // jobs)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = list(pool.map(
-            lambda k: run_kernel(k, kvm, cpus, args.memory, args.timeout, args.pytest_arg,
-                                 args.verbose), kernels))
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = [pool.submit(run_kernel, k, kvm, cpus, args.memory, args.timeout,
+                           args.pytest_arg, args.verbose) for k in kernels]
+    while not all(f.done() for f in futures):
+        time.sleep(0.5)  # the main thread stays where SIGTERM's handler can run
+    pool.shutdown()
+    outcomes = [f.result() for f in futures]
     total = Outcome("all", "all")
     for o in outcomes:
         boot = f", booted in {o.boot_seconds:.1f} s" if o.boot_seconds is not None else ""
