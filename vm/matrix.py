@@ -98,6 +98,7 @@ def log(msg: str) -> None:
 
 
 def read_conf(path: Path = CONF) -> list[KernelSpec]:
+    """The kernels of vm/kernels.conf; MatrixError naming file:line on a bad line."""
     specs: list[KernelSpec] = []
     for lineno, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
@@ -133,10 +134,9 @@ def select(specs: list[KernelSpec], names: Sequence[str], ci: bool) -> list[Kern
 
 # --------------------------------------------------------------------------- apt
 
-def _host_sources() -> list[tuple[str, list[str]]]:
+def _host_sources(etc: Path = Path("/etc/apt")) -> list[tuple[str, list[str]]]:
     """(URI, suites) of every 'deb' entry in the host's apt sources."""
     out: list[tuple[str, list[str]]] = []
-    etc = Path("/etc/apt")
     files = [etc / "sources.list", *sorted((etc / "sources.list.d").glob("*"))]
     for f in files:
         if not f.is_file():
@@ -162,11 +162,11 @@ def _host_sources() -> list[tuple[str, list[str]]]:
     return out
 
 
-def debian_mirrors() -> tuple[str, str]:
+def debian_mirrors(etc: Path = Path("/etc/apt")) -> tuple[str, str]:
     """(archive URI, security URI): from the environment or the host's apt sources."""
     main = os.environ.get("PROCTRACE_VM_DEBIAN_MIRROR", "")
     sec = os.environ.get("PROCTRACE_VM_DEBIAN_SECURITY_MIRROR", "")
-    for uri, suites in _host_sources():
+    for uri, suites in _host_sources(etc):
         path = uri.rstrip("/")
         if not sec and path.endswith("/debian-security"):
             sec = uri
