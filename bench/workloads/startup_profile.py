@@ -1,0 +1,138 @@
+"""Where the BCC backend's start-up time goes, measured in one fresh process.
+
+    .venv/bin/python bench/workloads/startup_profile.py LAUNCH_NS   (root)
+
+LAUNCH_NS is CLOCK_MONOTONIC (ns) just before the caller started this process.
+Runs the real code path of `record --backend bcc` up to "probes are live"
+(BccBackend.start), with timing wrappers around its steps, then closes the
+backend, and prints one JSON object of phase durations in seconds:
+
+- ``python``: interpreter start-up up to this script's first line;
+- ``import_cli``: ``import proctrace_bcc.cli`` (typer, what ``python -m`` pays);
+- ``import_record``: ``import proctrace_bcc.record`` and the BCC backend module;
+- ``import_bcc``: ``import bcc``;
+- ``headers``: find_header_tree (header tree lookup, merge when not cached);
+- ``btf``: kernel_offsets (parse /sys/kernel/btf/vmlinux, resolve offsets);
+- ``bcc_compile``: BPF() minus its autoload step (clang + LLVM, map creation);
+- ``bcc_load_attach``: BPF._trace_autoload (verifier load + tracepoint attach);
+- ``perf_buffer``: open_perf_buffer (one perf event + mmap per CPU);
+- ``handshake``: the prctl handshake until the probes answer;
+- ``other``: the rest of BccBackend.start;
+- ``close``: BccBackend.close (detach, free);
+- ``trivial_compile``: a separate BPF() of a one-line program with the same
+  header tree and flags: the fixed cost BCC pays for its own headers.
+
+``startup_profile.py --variant trivial|user_read`` instead compiles only a
+one-line program (with no call, or with one bpf_probe_read_user) in this
+fresh process and prints its time: the difference is the /proc/kallsyms scan
+BCC 0.26 makes, once per process, when a program calls bpf_probe_read_user.
+"""
+
+from __future__ import annotations
+
+import time
+
+T_FIRST = time.monotonic_ns()
+
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+phases: dict[str, float] = {}
+
+
+def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
+
+    return wrapper
+
+
+def variant(name: str) -> int:
+    """Compile one tiny program in this fresh process: BCC's fixed cost, and what one
+    bpf_probe_read_user() adds (BCC 0.26 scans /proc/kallsyms once per process for it)."""
+    import bcc
+
+    from proctrace_bcc.headers import find_header_tree
+
+    os.environ["BCC_KERNEL_SOURCE"] = str(find_header_tree().path)
+    body = "bpf_probe_read_user(b, sizeof(b), ctx);" if name == "user_read" else ""
+    text = ("#include <uapi/linux/ptrace.h>\n"
+            f"int noop(void *ctx) {{ char b[8]; {body} return 0; }}\n")
+    t = time.perf_counter()
+    b = bcc.BPF(text=text)
+    json.dump({name: round(time.perf_counter() - t, 4)}, sys.stdout)
+    sys.stdout.write("\n")
+    b.cleanup()
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--variant":
+        return variant(sys.argv[2])
+    launch_ns = int(sys.argv[1]) if len(sys.argv) > 1 else T_FIRST
+    phases["python"] = (T_FIRST - launch_ns) / 1e9
+
+    t = time.perf_counter()
+    import proctrace_bcc.cli
+
+    phases["import_cli"] = time.perf_counter() - t
+    t = time.perf_counter()
+    import proctrace_bcc.backends.bcc as bccmod
+    import proctrace_bcc.record  # noqa: F401
+
+    phases["import_record"] = time.perf_counter() - t
+    t = time.perf_counter()
+    import bcc
+
+    phases["import_bcc"] = time.perf_counter() - t
+
+    import proctrace_bcc.headers as headers
+    import proctrace_bcc.offsets as offsets
+    from proctrace_bcc.backends.base import BackendConfig
+
+    bpf_init = bcc.BPF.__init__
+    headers.find_header_tree = timed("headers", headers.find_header_tree)
+    offsets.kernel_offsets = timed("btf", offsets.kernel_offsets)
+    bcc.BPF.__init__ = timed("bpf_init", bcc.BPF.__init__)
+    bcc.BPF._trace_autoload = timed("bcc_load_attach", bcc.BPF._trace_autoload)
+    bcc.table.PerfEventArray.open_perf_buffer = timed(
+        "perf_buffer", bcc.table.PerfEventArray.open_perf_buffer
+    )
+    bccmod.BccBackend._handshake = timed("handshake", bccmod.BccBackend._handshake)
+
+    backend = bccmod.BccBackend(BackendConfig(tracer_pid=os.getpid()))
+    t = time.perf_counter()
+    backend.start()
+    start_total = time.perf_counter() - t
+    phases["total_to_live"] = (time.monotonic_ns() - launch_ns) / 1e9
+    t = time.perf_counter()
+    backend.close()
+    phases["close"] = time.perf_counter() - t
+
+    phases["bcc_compile"] = phases.pop("bpf_init") - phases["bcc_load_attach"]
+    named = ("headers", "btf", "bcc_compile", "bcc_load_attach", "perf_buffer", "handshake")
+    phases["other"] = start_total - sum(phases[k] for k in named)
+
+    # The fixed part: what BCC costs for a program that does nothing.
+    cflags = [f for f in backend.cflags() if not f.startswith("-DOFF_")]
+    trivial = "#include <uapi/linux/ptrace.h>\nint noop(void *ctx) { return 0; }\n"
+    bcc.BPF.__init__ = bpf_init
+    t = time.perf_counter()
+    b = bcc.BPF(text=trivial, cflags=cflags)
+    phases["trivial_compile"] = time.perf_counter() - t
+    b.cleanup()
+
+    json.dump({k: round(v, 4) for k, v in phases.items()}, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

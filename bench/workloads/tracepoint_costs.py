@@ -1,0 +1,92 @@
+"""Two costs of syscall tracepoints the recorder pays, isolated from the recorder.
+
+    sudo .venv/bin/python bench/workloads/tracepoint_costs.py [--runs N]
+
+1. The syscall tax: ``dd bs=1 count=1000000`` (2 M read/write syscalls) with
+   nothing attached, against the same with ONE empty BPF program on the
+   ``syscalls:sys_enter_setsid`` tracepoint (a syscall dd never makes),
+   interleaved.  The difference is what every syscall on the machine pays for
+   the syscall-tracing slow path once any syscall tracepoint is attached.
+2. The detach cost: BccBackend's program loaded, then its tracepoints
+   detached one after the other (what ``BPF.cleanup()`` does) against all at
+   once from one thread each.
+
+Prints one JSON object (medians in seconds, per-syscall tax in ns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+DD = ["dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=1000000", "status=none"]
+SYSCALLS = 2_000_000
+
+
+def dd_time() -> float:
+    t = time.perf_counter()
+    subprocess.run(DD, check=True)
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    import bcc
+
+    from proctrace_bcc.backends.base import BackendConfig
+    from proctrace_bcc.backends.bcc import BccBackend, bpf_dir
+    from proctrace_bcc.headers import find_header_tree
+
+    os.environ["BCC_KERNEL_SOURCE"] = str(find_header_tree().path)
+    out: dict[str, Any] = {}
+
+    bare: list[float] = []
+    one_tp: list[float] = []
+    for _ in range(args.runs):
+        bare.append(dd_time())
+        b = bcc.BPF(text="TRACEPOINT_PROBE(syscalls, sys_enter_setsid) { return 0; }")
+        one_tp.append(dd_time())
+        b.cleanup()
+    out["dd_bare_s"] = statistics.median(bare)
+    out["dd_one_empty_syscall_tp_s"] = statistics.median(one_tp)
+    out["ratio"] = out["dd_one_empty_syscall_tp_s"] / out["dd_bare_s"]
+    out["tax_ns_per_syscall"] = (out["dd_one_empty_syscall_tp_s"] - out["dd_bare_s"]) / SYSCALLS * 1e9
+
+    cflags = BccBackend(BackendConfig(tracer_pid=os.getpid())).cflags()
+    src = (bpf_dir() / "proctrace.bpf.c").read_text()
+    serial: list[float] = []
+    parallel: list[float] = []
+    for _ in range(max(1, args.runs // 2)):
+        for how in ("serial", "parallel"):
+            b = bcc.BPF(text=src, cflags=cflags)
+            n = len(b.tracepoint_fds)
+            t = time.perf_counter()
+            if how == "parallel":
+                threads = [threading.Thread(target=b.detach_tracepoint, args=(tp,))
+                           for tp in list(b.tracepoint_fds)]
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+            b.cleanup()
+            (serial if how == "serial" else parallel).append(time.perf_counter() - t)
+    out["tracepoints"] = n
+    out["detach_serial_s"] = statistics.median(serial)
+    out["detach_parallel_s"] = statistics.median(parallel)
+    json.dump({k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()},
+              sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
