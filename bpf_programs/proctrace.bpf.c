@@ -172,6 +172,17 @@ static __always_inline int fill(struct config *c, struct pt_event *ev, void *tas
     return 1;
 }
 
+/* Whether the current process is one we trace (always, without FILTER). */
+static __always_inline int current_traced(struct config *c)
+{
+#if FILTER
+    __u32 tgid = task_pidtype(c, (void *)bpf_get_current_task(), PIDTYPE_TGID_);
+    return tgid && traced.lookup(&tgid);
+#else
+    return 1;
+#endif
+}
+
 /* ---------------------------------------------------------------- fork */
 
 RAW_TRACEPOINT_PROBE(sched_process_fork)
@@ -233,11 +244,8 @@ static __always_inline int exec_enter(const char *filename, const char *const *a
     struct config *c = get_config();
     if (!c)
         return 0;
-#if FILTER
-    __u32 tgid = task_pidtype(c, (void *)bpf_get_current_task(), PIDTYPE_TGID_);
-    if (!tgid || !traced.lookup(&tgid))
+    if (!current_traced(c))
         return 0;
-#endif
     int zero = 0;
     struct exec_args *z = zero_args.lookup(&zero);
     if (!z)
@@ -500,11 +508,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_setpgid)
     struct config *c = get_config();
     if (!c)
         return 0;
-#if FILTER
-    __u32 tgid = task_pidtype(c, (void *)bpf_get_current_task(), PIDTYPE_TGID_);
-    if (!tgid || !traced.lookup(&tgid))
+    if (!current_traced(c))
         return 0;
-#endif
     __u32 tid = (__u32)bpf_get_current_pid_tgid();
     struct pgid_args a = {.pid = args->pid, .pgid = args->pgid};
     inflight_pgid.update(&tid, &a);

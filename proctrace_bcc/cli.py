@@ -79,15 +79,10 @@ def analyze(
     _analyze(input, output, display, root_pid)
 
 
-@app.command("render", hidden=True)
-def render(
-    input: InputOpt = "-",
-    output: OutputOpt = None,
-    display: DisplayOpt = "tree",
-    root_pid: RootOpt = None,
-) -> None:
-    """Alias of `analyze`, for users of the original proctrace."""
-    _analyze(input, output, display, root_pid)
+# `render`: the original proctrace's name for the same command.
+app.command("render", hidden=True, help="Alias of `analyze`, for users of the original proctrace.")(
+    analyze
+)
 
 
 @app.command()
