@@ -314,15 +314,20 @@ def test_matches_strace_ground_truth(record: Recorder, tmp_path: Path) -> None:
     if shutil.which("strace") is None:
         pytest.skip("strace not installed")
     script = "for i in 1 2 3; do /bin/echo \"$i a\" '' >/dev/null; done; ls / >/dev/null | cat; env true"
-    trace = tmp_path / "strace.txt"
-    subprocess.run(["strace", "-f", "-qq", "-s", "100000", "-xx", "-e", "trace=execve,execveat",
-                    "-e", "signal=none", "-o", str(trace), "sh", "-c", script], check=True)
+    # -ff: one file per process, so concurrent execs are never split into
+    # "<unfinished ...>" / "<... resumed>" lines
+    trace = tmp_path / "strace"
+    subprocess.run(["strace", "-f", "-ff", "-qq", "-s", "100000", "-xx", "-e",
+                    "trace=execve,execveat", "-e", "signal=none", "-o", str(trace), "sh", "-c",
+                    script], check=True)
     expected = []
-    for line in trace.read_text().splitlines():
-        if "execve(" in line and line.rstrip().endswith("= 0"):
-            lst = line.split(", [", 1)[1].rsplit("], ", 1)[0]
-            items = ast.literal_eval("[" + ", ".join("b" + x.strip() for x in lst.split(", ")) + "]")
-            expected.append([x.decode() for x in items])
+    for f in sorted(tmp_path.glob("strace.*")):
+        for line in f.read_text().splitlines():
+            if line.startswith("execve(") and line.rstrip().endswith("= 0"):
+                lst = line.split(", [", 1)[1].rsplit("], ", 1)[0]
+                items = ast.literal_eval("[" + ", ".join("b" + x.strip() for x in lst.split(", ")) + "]")
+                expected.append([x.decode() for x in items])
+    assert len(expected) == 8  # sh, echo x 3, ls, cat, env, and the true that env execs
     r = record(["sh", "-c", script])
     assert sorted(r.execs()) == sorted(expected)
 
