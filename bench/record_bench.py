@@ -591,9 +591,12 @@ def section_startup(runner: Runner, modes: list[str], runs: int,
         if p.returncode == 0:
             tc = json.loads(p.stdout)
             out["tracepoint_costs"] = tc
-            print(f"  syscall tax: dd (2 M syscalls) {tc['dd_bare_s']:.3f}s bare, "
-                  f"{tc['dd_one_empty_syscall_tp_s']:.3f}s with ONE empty syscall tracepoint "
-                  f"attached: x{tc['ratio']:.3f}, {tc['tax_ns_per_syscall']:.0f} ns per syscall")
+            print(f"  syscall tax: dd (2 M syscalls) CPU {tc['dd_bare_s']:.3f}s bare, "
+                  f"{tc['dd_one_empty_syscall_tp_s']:.3f}s with empty programs on one syscall's tracepoints "
+                  f"attached: x{tc['ratio']:.3f}, {tc['tax_ns_per_syscall']:.0f} ns per syscall;\n"
+                  f"    {tc['dd_recorder_program_s']:.3f}s with the recorder's program attached "
+                  f"(no reader, nothing emitted): x{tc['program_ratio']:.3f}, "
+                  f"{tc['program_tax_ns_per_syscall']:.0f} ns per syscall")
             print(f"  detaching the {tc['tracepoints']} syscall tracepoints: "
                   f"{tc['detach_serial_s']:.3f}s one after the other (BPF.cleanup), "
                   f"{tc['detach_parallel_s']:.3f}s from one thread each")
