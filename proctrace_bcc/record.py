@@ -414,7 +414,9 @@ class Recorder:
         if self.lost and now - self._liveness_at >= 1.0:
             # Events were lost, exits perhaps among them: ask the kernel (or /proc).
             self._liveness_at = now
-            tracked = backend.tracked()
+            # BCC's count is the kernel's own map; other backends count in user
+            # space from the same (lossy) events, so ask /proc instead.
+            tracked = backend.tracked() if backend.name == "bcc" else None
             if tracked == 0 or (tracked is None and not any(
                     Path(f"/proc/{pid}").exists() for pid in self.alive)):
                 self.alive.clear()
