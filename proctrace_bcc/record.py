@@ -125,9 +125,6 @@ class Reorder:
             out.append(heapq.heappop(h)[2])
         return out
 
-    def __len__(self) -> int:
-        return len(self._heap)
-
 
 # ---------------------------------------------------------------------------
 # The traced command

@@ -29,10 +29,6 @@ class BackendConfig:
     # Trace only descendants of this tgid (the recorder itself: its first child
     # is CMD).  None: every process on the machine (system-wide / --raw).
     tracer_pid: int | None
-    # Report pids as seen from this PID namespace: its level (0 = initial
-    # namespace) and inode number (stat /proc/self/ns/pid).
-    pidns_level: int = 0
-    pidns_inum: int = 0
     fds: bool = False
     argv_max: int = 49152
     buffer_pages: int = 256
