@@ -341,7 +341,14 @@ static __always_inline void emit_fds(void *ctx, struct scratch *s, void *task)
     for (__u32 i = 0; i < FDS_MAX; i++) {
         if (i >= count)
             break;
-        struct pt_fd *o = (struct pt_fd *)(s->data + (i & (FDS_MAX - 1)) * sizeof(struct pt_fd));
+        /* An explicit bound on the byte offset, hidden from the compiler so it
+         * stays in the program: older verifiers (6.1) lose the range of a
+         * masked index times sizeof() and reject the slot writes. */
+        __u32 off = i * sizeof(struct pt_fd);
+        asm volatile("" : "+r"(off));
+        if (off > sizeof(s->data) - sizeof(struct pt_fd))
+            break;
+        struct pt_fd *o = (struct pt_fd *)(s->data + off);
         void *file = 0, *inode = 0, *sb = 0, *dentry = 0, *name = 0;
         READ_PTR(file, fdarr, i * sizeof(void *));
         o->fd = file ? i : PT_FD_EMPTY;

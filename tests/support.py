@@ -21,6 +21,12 @@ JS_DIR = REPO / "tests" / "js"
 REQUIRE_ENV = {"kernel": "PROCTRACE_REQUIRE_KERNEL", "browser": "PROCTRACE_REQUIRE_BROWSER"}
 
 
+def scaled(seconds: float) -> float:
+    """A wall-clock limit of a test, times PROCTRACE_TEST_TIMEOUT_SCALE (VM guests
+    under software emulation run 10-40x slower than this machine)."""
+    return seconds * float(os.environ.get("PROCTRACE_TEST_TIMEOUT_SCALE") or 1)
+
+
 def unavailable(kind: str, reason: str) -> None:
     """Skip the running test, or fail it when PROCTRACE_REQUIRE_<KIND>=1."""
     env = REQUIRE_ENV[kind]

@@ -13,6 +13,7 @@ import pytest
 
 from proctrace_bcc.recording import Recording, read_recording
 from proctrace_bcc.tree import Process, ProcessTree, build_tree
+from tests.support import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ["bcc", "bpftrace"]
@@ -63,7 +64,7 @@ def run_record(tmp_path: Path, backend: str, cmd: Sequence[str], *extra: str,
     # stdout/stderr open, and waiting for a pipe's EOF would wait for it.
     so, se = tmp_path / f"stdout-{backend}.txt", tmp_path / f"stderr-{backend}.txt"
     with so.open("wb") as fo, se.open("wb") as fe:
-        p = subprocess.run(argv, stdout=fo, stderr=fe, timeout=timeout, env=e,
+        p = subprocess.run(argv, stdout=fo, stderr=fe, timeout=scaled(timeout), env=e,
                            stdin=subprocess.DEVNULL)
     stdout, stderr = so.read_text(errors="replace"), se.read_text(errors="replace")
     assert out.exists(), f"no recording; stderr: {stderr}"

@@ -25,6 +25,7 @@ import pytest
 from proctrace_bcc.events import from_bytes
 from proctrace_bcc.recording import read_recording
 from proctrace_bcc.tree import Process, build_tree
+from tests.support import scaled
 
 from .conftest import REPO, Result
 
@@ -99,7 +100,7 @@ def _record(tmp_path: Path, backend: str, cmd: list[str], *extra: str,
     so_path, se_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with open(so_path, "wb") as so, open(se_path, "wb") as se:
         p = subprocess.run(argv, stdout=so, stderr=se, stdin=subprocess.DEVNULL, env=e,
-                           timeout=120)
+                           timeout=scaled(120))
     stdout, stderr = so_path.read_text(), se_path.read_text()
     assert out.exists(), f"no recording; stderr: {stderr}"
     rec = read_recording(out)
@@ -138,7 +139,7 @@ def _analyze_fds(path: Path) -> str:
     e = dict(os.environ)
     e["PYTHONPATH"] = str(REPO)
     p = subprocess.run([sys.executable, "-m", "proctrace_bcc", "analyze", "-i", str(path),
-                        "-d", "fds"], capture_output=True, text=True, timeout=60, env=e)
+                        "-d", "fds"], capture_output=True, text=True, timeout=scaled(60), env=e)
     assert p.returncode == 0, p.stderr
     return p.stdout
 
@@ -198,7 +199,7 @@ def test_bats_leak_names_the_sleep_fd3_the_pipe_and_the_waiting_bats(
         # killing the sleep (nothing else) lets it see end-of-file and finish.
         assert _running(reader.pid), "the waiting bats should still be blocked"
         os.kill(sleep_pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + scaled(10)
         while _running(reader.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not _running(reader.pid), "bats still waits after the sleep was killed"

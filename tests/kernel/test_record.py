@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from proctrace_bcc.events import End, Exec, ExecFailed, SetPGID, SetSID, to_bytes
+from tests.support import scaled
 
 from .conftest import REPO, Recorder, run_record
 
@@ -195,8 +196,8 @@ def test_argv_longer_than_the_limit_is_flagged(record: Recorder) -> None:
 
 def test_timeout_records_running_processes(record: Recorder) -> None:
     t = time.monotonic()
-    r = record(["sleep", "30"], "--timeout", "1")
-    assert time.monotonic() - t < 20
+    r = record(["sleep", "300"], "--timeout", "1")
+    assert time.monotonic() - t < scaled(20)
     assert r.rc == 124
     end = _end(r)
     assert end.reason == "timeout"
@@ -232,13 +233,13 @@ def test_ctrl_c_keeps_everything_recorded(tmp_path: Path, backend: str) -> None:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert marker.exists()
         time.sleep(0.3)
         os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
-        p.wait(30)
+        p.wait(scaled(30))
     finally:
         if p.poll() is None:
             p.kill()

@@ -14,6 +14,7 @@ import pytest
 from proctrace_bcc.events import Exec
 from proctrace_bcc.recording import read_recording
 from proctrace_bcc.tree import build_tree
+from tests.support import scaled
 
 from .conftest import REPO, Recorder
 
@@ -23,7 +24,7 @@ ENV = dict(os.environ, PYTHONPATH=str(REPO))
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "proctrace_bcc", *args], capture_output=True,
-                          text=True, timeout=timeout, env=ENV, stdin=subprocess.DEVNULL)
+                          text=True, timeout=scaled(timeout), env=ENV, stdin=subprocess.DEVNULL)
 
 
 def test_system_wide_then_ingest_the_subtree(tmp_path: Path, backend: str) -> None:
@@ -33,7 +34,7 @@ def test_system_wide_then_ingest_the_subtree(tmp_path: Path, backend: str) -> No
          "-o", str(raw), "--timeout", "30"], env=ENV, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + scaled(60)
         while time.monotonic() < deadline and (not raw.exists() or raw.stat().st_size == 0):
             time.sleep(0.05)
         time.sleep(0.3)  # the header is written once the probes are live
@@ -42,7 +43,7 @@ def test_system_wide_then_ingest_the_subtree(tmp_path: Path, backend: str) -> No
         time.sleep(0.5)
     finally:
         rec.terminate()
-        rec.wait(30)
+        rec.wait(scaled(30))
     assert rec.returncode == 0, rec.stderr.read().decode()
     whole = read_recording(raw)
     assert whole.header is not None and whole.header.raw and whole.header.root_pid is None
