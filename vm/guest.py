@@ -116,6 +116,8 @@ def main() -> int:
         # Software emulation runs 10-80 times slower than the host: tests that wait
         # for the recorder with a timeout may scale it by this factor.
         "PROCTRACE_TEST_TIMEOUT_SCALE": os.environ.get("PROCTRACE_TEST_TIMEOUT_SCALE", "10"),
+        # bpftrace's compile + attach takes 60-120 s here instead of 2 s.
+        "PROCTRACE_BPFTRACE_START_TIMEOUT": "900",
         "HOME": "/tmp/guest-home",  # the host's home is read-only in the guest
     })
     Path("/tmp/guest-home").mkdir(exist_ok=True)
