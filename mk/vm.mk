@@ -10,6 +10,8 @@ VM_PY ?= /usr/bin/python3
 VM_MATRIX = $(VM_PY) vm/matrix.py
 # Guests at a time for vm-test: each guest's work is mostly one thread (BCC's compile).
 VM_JOBS ?= 2
+# Seconds a guest may take for the whole suite under software emulation.
+VM_TEST_TIMEOUT ?= 7200
 # The part of the kernel suite the CI guest runs (pytest -k).  Under software
 # emulation one recording takes ~35 s with BCC and ~80 s with bpftrace (the
 # host: 2 s), so CI keeps the BCC tests that read the kernel's structures (ids,
@@ -29,7 +31,7 @@ vm-cache: vm-provision
 	$(VM_MATRIX) cache
 
 vm-test: vm-provision
-	$(VM_MATRIX) run --jobs $(VM_JOBS) $(VM_ARGS)
+	$(VM_MATRIX) run --jobs $(VM_JOBS) --timeout $(VM_TEST_TIMEOUT) $(VM_ARGS)
 
 vm-test-ci: vm-provision
 	$(VM_MATRIX) run --ci --pytest-arg=-k --pytest-arg="$(VM_CI_TESTS)" $(VM_ARGS)
