@@ -349,7 +349,7 @@ static __always_inline void emit_fds(void *ctx, struct scratch *s, void *task)
         if (off > sizeof(s->data) - sizeof(struct pt_fd))
             break;
         struct pt_fd *o = (struct pt_fd *)(s->data + off);
-        void *file = 0, *inode = 0, *sb = 0, *dentry = 0, *dinode = 0, *name = 0;
+        void *file = 0, *inode = 0, *sb = 0, *dentry = 0, *name = 0;
         READ_PTR(file, fdarr, i * sizeof(void *));
         o->fd = file ? i : PT_FD_EMPTY;
         o->inherited = PT_FD_INHERIT_UNKNOWN;
@@ -361,16 +361,11 @@ static __always_inline void emit_fds(void *ctx, struct scratch *s, void *task)
         READ_U32(o->flags, file, OFF_FILE_F_FLAGS);
         READ_PTR(inode, file, OFF_FILE_F_INODE);
         bpf_probe_read_kernel(&o->mode, 2, (char *)inode + OFF_INODE_I_MODE);
+        bpf_probe_read_kernel(&o->ino, 8, (char *)inode + OFF_INODE_I_INO);
         READ_U32(o->rdev, inode, OFF_INODE_I_RDEV);
-        /* Identity (dev, ino) as stat() reports it: from the path's dentry, not
-         * f_inode, which on overlayfs (containers) is the upper or lower
-         * filesystem's inode with another st_dev than the file shows. */
-        READ_PTR(dentry, file, OFF_FILE_F_PATH + OFF_PATH_DENTRY);
-        READ_PTR(dinode, dentry, OFF_DENTRY_D_INODE);
-        dinode = dinode ? dinode : inode;
-        bpf_probe_read_kernel(&o->ino, 8, (char *)dinode + OFF_INODE_I_INO);
-        READ_PTR(sb, dentry, OFF_DENTRY_D_SB);
+        READ_PTR(sb, inode, OFF_INODE_I_SB);
         READ_U32(o->dev, sb, OFF_SB_S_DEV);
+        READ_PTR(dentry, file, OFF_FILE_F_PATH + OFF_PATH_DENTRY);
         READ_PTR(name, dentry, OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
         bpf_probe_read_kernel_str(o->name, sizeof(o->name), name);
     }

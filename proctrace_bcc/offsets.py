@@ -68,12 +68,11 @@ REQUIRED: list[tuple[str, str, str]] = [
     ("OFF_PATH_MNT", "path", "mnt"),
     ("OFF_INODE_I_MODE", "inode", "i_mode"),
     ("OFF_INODE_I_INO", "inode", "i_ino"),
+    ("OFF_INODE_I_SB", "inode", "i_sb"),
     ("OFF_INODE_I_RDEV", "inode", "i_rdev"),
     ("OFF_SB_S_DEV", "super_block", "s_dev"),
     ("OFF_DENTRY_D_NAME", "dentry", "d_name"),
     ("OFF_DENTRY_D_PARENT", "dentry", "d_parent"),
-    ("OFF_DENTRY_D_INODE", "dentry", "d_inode"),
-    ("OFF_DENTRY_D_SB", "dentry", "d_sb"),
     ("OFF_QSTR_NAME", "qstr", "name"),
 ]
 
