@@ -54,7 +54,8 @@ MIN_VERSION = (0, 17, 0)
 ARGS_DOT_VERSION = (0, 19, 0)  # `args` became a struct: `args.x` (args->x still accepted)
 MAX_STRLEN_ENV_VERSION = (0, 20, 0)  # BPFTRACE_STRLEN -> BPFTRACE_MAX_STRLEN
 MAP_KEYS = 65536
-START_TIMEOUT = 90.0  # compile + verify + attach (a few seconds here)
+# compile + verify + attach: a few seconds here, minutes under software emulation
+START_TIMEOUT = float(os.environ.get("PROCTRACE_BPFTRACE_START_TIMEOUT") or 90)
 STALE_EXEC_S = 2.0  # an exec still missing lines after this long is emitted as truncated
 PREPARE_EXEC_TP = "sched/sched_prepare_exec"  # Linux 6.10+
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
