@@ -167,6 +167,19 @@ class Reader:
     def _truncated(self, lineno: int, exc: Exception) -> None:
         self.warnings.append(f"{self.name}:{lineno}: truncated last line ignored ({exc})")
 
+    def _undecodable(self, lineno: int, line: bytes, exc: Exception) -> bool:
+        """A line orjson refused: False for a blank line (skip it), True for a
+        truncated last line (noted; stop reading); anything else is an error."""
+        if not line.strip():
+            return False
+        if not line.endswith(b"\n"):
+            self._truncated(lineno, exc)
+            return True
+        raise self._bad(lineno, f"not valid JSON ({exc})") from None
+
+    def _not_one_key(self, lineno: int) -> RecordingError:
+        return self._bad(lineno, "expected an object with exactly one key (the event kind)")
+
     def _raw_chunks(self) -> Iterator[tuple[list[Obj], bool]]:
         """Event lines of one of our recordings in file order, checked lightly, in chunks.
 
@@ -194,15 +207,11 @@ class Reader:
                     try:
                         obj = loads(line)
                     except decode_error as exc:
-                        if not line.strip():
-                            continue
-                        if not line.endswith(b"\n"):
-                            self._truncated(lineno, exc)
+                        if self._undecodable(lineno, line, exc):
                             break
-                        raise self._bad(lineno, f"not valid JSON ({exc})") from None
+                        continue
                     if type(obj) is not dict or len(obj) != 1:
-                        raise self._bad(lineno, "expected an object with exactly one key "
-                                        "(the event kind)")
+                        raise self._not_one_key(lineno)
                     ((tag, body),) = obj.items()
                     if tag not in kinds:
                         if tag == "Header":
@@ -236,13 +245,11 @@ class Reader:
                 try:
                     obj = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
-                    if not line.endswith(b"\n"):
-                        self._truncated(lineno, exc)
+                    if self._undecodable(lineno, line, exc):
                         break
-                    raise self._bad(lineno, f"not valid JSON ({exc})") from None
+                    continue
                 if not isinstance(obj, dict) or len(obj) != 1:
-                    raise self._bad(lineno, "expected an object with exactly one key "
-                                    "(the event kind)")
+                    raise self._not_one_key(lineno)
                 ((tag, body),) = obj.items()
                 if tag == "Header":
                     raise self._bad(lineno, "Header must be the first line")
@@ -290,17 +297,13 @@ class Reader:
         return None if self.legacy else index
 
 
-def _why_not(tag: str, body: object, ts: object) -> str:
-    """Why a line with this kind and body is not an event (its timestamp is not an int)."""
-    if tag not in EVENT_TYPES:
-        if tag == "Header":
-            return "Header must be the first line"
-        return f"unknown event kind {tag!r}"
-    if type(body) is not dict:
-        return f"{tag}: body must be an object"
-    if ts is None:
-        return f"{tag}: missing field 'timestamp'"
-    return f"{tag}.timestamp must be an integer, got {ts!r}"
+def _first_disorder(chunk: list[Obj], prev: int) -> int:
+    """The line of the first event in chunk older than the one before it."""
+    for ts, lineno, _tag, _body in chunk:
+        if ts < prev:
+            return lineno
+        prev = ts
+    return chunk[-1][1] if chunk else 0
 
 
 def _order(o: Obj) -> tuple[int, int]:
@@ -815,70 +818,45 @@ class Analysis:
         return self.builder.add_obj(ts, tag, body)
 
     def _direct(self, collect: bool) -> Iterator[list[Item]]:
-        """Read, check and build in one loop; events must come in timestamp order.
+        """Build from the reader's chunks as they come; events must be in timestamp order.
 
-        The fast path of `analyze`: no per-line tuple unless `collect`, no reordering
-        (OutOfOrder at the first event older than the one before).
+        The fast path of `analyze`: no reordering (OutOfOrder at the first chunk with
+        an event older than the one before), no per-event tuple beyond the reader's
+        unless `collect`.
         """
         r = self.reader
         b = self.builder
         fast = b._fast
         slow = self._slow
         members = b.members
-        loads = orjson.loads
-        decode_error = orjson.JSONDecodeError
-        skip = r.header_line or 0
-        lineno = 0
         prev = -(1 << 62)
         n = 0
         selecting = self.select_pid is not None
-        with r.source.open() as f:
-            while True:
-                lines = f.readlines(CHUNK_BYTES)
-                if not lines:
-                    break
-                out: list[Item] = []
-                ap = out.append
-                for line in lines:
-                    lineno += 1
-                    if lineno <= skip:
-                        continue
+        for chunk, in_order in r._raw_chunks():
+            if not in_order:
+                raise OutOfOrder(_first_disorder(chunk, prev))
+            if not chunk:
+                continue
+            if n == 0:
+                self._first(chunk[0])
+                selecting = self.select_pid is not None
+            n += len(chunk)
+            out: list[Item] = []
+            ap = out.append
+            for ts, lineno, tag, body in chunk:
+                try:
                     try:
-                        obj = loads(line)
-                    except decode_error as exc:
-                        if not line.strip():
-                            continue
-                        if not line.endswith(b"\n"):
-                            r._truncated(lineno, exc)
-                            break
-                        raise r._bad(lineno, f"not valid JSON ({exc})") from None
-                    if type(obj) is not dict or len(obj) != 1:
-                        raise r._bad(lineno, "expected an object with exactly one key "
-                                     "(the event kind)")
-                    ((tag, body),) = obj.items()
-                    ts = body.get("timestamp") if type(body) is dict else None
-                    if type(ts) is not int:
-                        raise r._bad(lineno, _why_not(tag, body, ts))
-                    if ts < prev:
-                        raise OutOfOrder(lineno)
-                    prev = ts
-                    if n == 0:
-                        self._first((ts, lineno, tag, body))
-                        selecting = self.select_pid is not None
-                    n += 1
-                    try:
-                        try:
-                            owner = fast(ts, tag, body)
-                        except (_Slow, KeyError):
-                            owner = slow(ts, tag, body)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        raise self._error(lineno, exc) from None
-                    if collect:
-                        ap((ts, lineno, tag, body, owner,
-                            (not selecting) or (owner in members if owner is not None
-                                                else tag in _GLOBAL_KINDS)))
-                yield out
-        r.last_line = lineno
+                        owner = fast(ts, tag, body)
+                    except (_Slow, KeyError):
+                        owner = slow(ts, tag, body)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise self._error(lineno, exc) from None
+                if collect:
+                    ap((ts, lineno, tag, body, owner,
+                        (not selecting) or (owner in members if owner is not None
+                                            else tag in _GLOBAL_KINDS)))
+            prev = chunk[-1][0]
+            yield out
         if n:
             self.last = prev
         self.events_read = n
