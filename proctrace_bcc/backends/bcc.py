@@ -6,8 +6,10 @@ without root) works where BCC is absent.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -250,6 +252,22 @@ class BccBackend(Backend):
         return {n: int(st[ct.c_int(i)].value) for i, n in enumerate(names)}
 
     def close(self) -> None:
-        if self._bpf is not None:
-            self._bpf.cleanup()
-            self._bpf = None
+        if self._bpf is None:
+            return
+        bpf, self._bpf = self._bpf, None
+        # Detaching a (syscall) tracepoint waits for the kernel to finish with it,
+        # tens of ms each: detach the eight at once rather than one after another
+        # (0.33 s instead of 0.52 s, medians of 5 on this machine).  cleanup() then
+        # does the rest, including any tracepoint a thread could not detach.
+        threads = [threading.Thread(target=_detach_quietly, args=(bpf, tp))
+                   for tp in list(bpf.tracepoint_fds)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        bpf.cleanup()
+
+
+def _detach_quietly(bpf: Any, tp: bytes) -> None:
+    with contextlib.suppress(Exception):  # BCC raises bare Exception; cleanup() retries
+        bpf.detach_tracepoint(tp)
