@@ -10,6 +10,11 @@ canvas ``fillText``.
 The timeline draws only the rows in view on a canvas, so 50,000 processes stay
 responsive.  Data is columnar (one array per field, a string table for commands and
 argv) to keep the file small: see :func:`report_data`.
+
+When the recording has descriptor data (`record --fds`), a "Descriptors" section shows
+the leaks and the pipes and sockets found by :func:`proctrace_bcc.fds.analyze_fds`, in
+the words of `analyze -d fds` (:mod:`proctrace_bcc.render.fds`), each process mention
+a link to its timeline row: see :func:`fds_data`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import orjson
 
 from proctrace_bcc import __version__
 from proctrace_bcc.events import display
+from proctrace_bcc.fds import Channel, Holding, Leak, Waiter, analyze_fds
 from proctrace_bcc.recording import Recording
 from proctrace_bcc.render._common import (
     NONZERO,
@@ -42,7 +48,10 @@ from proctrace_bcc.render._common import (
     spans,
     tree_rows,
 )
-from proctrace_bcc.tree import ProcessTree
+from proctrace_bcc.render.fds import label as fd_label
+from proctrace_bcc.render.fds import leak_lines, opener_words
+from proctrace_bcc.render.fds import name as fd_name
+from proctrace_bcc.tree import Process, ProcessTree
 
 
 @cache
@@ -142,7 +151,8 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
         "end_reason": tree.end_event.reason if tree.end_event is not None else "",
         "recording": Path(rec.path).name,
     }
-    return {
+    fds = fds_data(tree, index, strings)
+    out: dict[str, Any] = {
         "version": 1,
         "generator": f"proctrace-bcc {__version__}",
         "summary": summary,
@@ -153,6 +163,178 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
         "fe": fe,
         "conc": {"t": [rel(t) for t in ct], "n": cn},
     }
+    if fds is not None:
+        out["fds"] = fds
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The descriptors section
+
+LEAKS_MAX = 100  # leaks shown (the text report, `analyze -d fds`, lists them all)
+CHANNELS_MAX = 300  # pipes and sockets shown
+HOLDERS_MAX = 100  # holders shown per pipe or socket
+
+# Holder row codes (see fds_data).
+FROM_FORK, FROM_EXEC, FROM_END = 0, 1, 2
+UNTIL_EXIT, UNTIL_CLOSED, UNTIL_OPEN, UNTIL_ALIVE, UNTIL_UNKNOWN = 0, 1, 2, 3, 4
+MARK_NONE, MARK_LEAKED, MARK_WAITING = 0, 1, 2
+
+_PID_REF = re.compile(r"\(pid (\d+)[,)]")
+
+Segment = str | list[Any]  # plain text, or [text, row]: a link to that timeline row
+
+
+def linked(text: str, procs: list[Process], index: dict[int, int]) -> list[Segment]:
+    """`text` cut into plain strings and [mention, row] links.
+
+    A mention is how render.fds names a process, ``sleep 300 (pid 42, fd 3)``: the
+    name before ``(pid N`` through the closing parenthesis.  `procs` are the processes
+    the text can name (the first of a pid wins); a pid not among them stays text.
+    """
+    by_pid: dict[int, Process] = {}
+    for p in procs:
+        by_pid.setdefault(p.pid, p)
+    out: list[Segment] = []
+    pos = 0
+    for m in _PID_REF.finditer(text):
+        q = by_pid.get(int(m.group(1)))
+        row = index.get(id(q)) if q is not None else None
+        close = text.find(")", m.start())
+        if q is None or row is None or close < 0 or m.start() < pos:
+            continue
+        name_end = m.start() - 1 if m.start() > 0 and text[m.start() - 1] == " " else m.start()
+        names = sorted({fd_label(q), fd_name(q)}, key=lambda c: (-len(c), c))
+        start = next((name_end - len(c) for c in names
+                      if c and text.endswith(c, pos, name_end)), None)
+        if start is None:  # named as it was at another time: its last word
+            start = max(pos, text.rfind(" ", pos, name_end) + 1)
+        if start > pos:
+            out.append(text[pos:start])
+        out.append([text[start:close + 1], row])
+        pos = close + 1
+    if pos < len(text):
+        out.append(text[pos:])
+    return out
+
+
+def _encoded(segs: list[Segment], st: _Strings) -> list[int | list[int]]:
+    """Segments with their text in the string table: an index, or [index, row]."""
+    return [st(g) if isinstance(g, str) else [st(g[0]), g[1]] for g in segs]
+
+
+def _waiter_procs(ws: list[Waiter], ch: Channel, into: set[tuple[int, int]]) -> list[Process]:
+    """The processes of waiters, recursively; `into` gets (channel, process) pairs."""
+    out: list[Process] = []
+    for w in ws:
+        out.append(w.holding.process)
+        into.add((id(ch), id(w.holding.process)))
+        for down, readers in w.downstream:
+            out.extend(_waiter_procs(readers, down, into))
+    return out
+
+
+def _holder_row(h: Holding, t0: int, row: int, cmd: int, end: int, mark: int) -> list[Any]:
+    frm = (FROM_FORK if h.since_fork
+           else FROM_END if h.sightings[0].source == "end" else FROM_EXEC)
+    if h.closed_before is not None:
+        state, until = UNTIL_CLOSED, h.closed_before - t0
+    elif h.holds_at_end:
+        state, until = (UNTIL_OPEN if h.snapshot_at_end else UNTIL_ALIVE), None
+    elif h.process.exit is not None:
+        state, until = UNTIL_EXIT, h.process.exit.timestamp - t0
+    else:
+        state, until = UNTIL_UNKNOWN, None
+    return [row, cmd, h.fds, end, h.since - t0, frm, until, state, mark]
+
+
+def _shown_holders(holders: list[Holding], keep: set[int]) -> list[Holding]:
+    """At most HOLDERS_MAX, in order: the marked and still-open ones first in line."""
+    if len(holders) <= HOLDERS_MAX:
+        return holders
+    first = [h for h in holders if id(h) in keep or h.holds_at_end][:HOLDERS_MAX]
+    chosen = {id(h) for h in first}
+    for h in holders:
+        if len(chosen) >= HOLDERS_MAX:
+            break
+        chosen.add(id(h))
+    return [h for h in holders if id(h) in chosen]
+
+
+def fds_data(tree: ProcessTree, index: dict[int, int],
+             strings: _Strings | None = None) -> dict[str, Any] | None:
+    """The descriptors section's data; None when the recording has no descriptor data.
+
+    `index` maps id(process) to its timeline row.  ``leaks[]``: ``t``, the lines of
+    `analyze -d fds` for that leak, as :func:`linked` segments; ``c``, the chain from
+    the process it came from down to the leaker, ``[row, name, fds]`` each; ``r``, the
+    leaker's row.  ``ch[]``: ``[name, opener segments, holders, open-at-end count,
+    holders not shown]`` per pipe or socket (name as /proc shows it, ``pipe:[INO]``, so
+    it says the kind); a holder is ``[row, command, fds, end, since, from, until,
+    until-kind, mark]``: end ``read``, ``write``, ``read+write``..., from FROM_*,
+    until-kind UNTIL_*, mark MARK_*.  Every text (segments, commands, names, ends) is
+    an index into `strings`: a segment is ``i`` (plain text) or ``[i, row]`` (a link).
+    Times are ns from the recording's first event.
+    """
+    rep = analyze_fds(tree)
+    if not rep.has_data:
+        return None
+    st = strings if strings is not None else _Strings()
+    t0 = tree.start
+    leaked_at: set[tuple[int, int]] = set()
+    waiting_at: set[tuple[int, int]] = set()
+    leaks: list[dict[str, Any]] = []
+    for i, lk in enumerate(rep.leaks):
+        leaked_at.add((id(lk.channel), id(lk.process)))
+        waiters = _waiter_procs(lk.waiting, lk.channel, waiting_at)
+        if i >= LEAKS_MAX:
+            continue
+        procs = [lk.process, lk.source, *(q for q, _ in lk.chain), *waiters,
+                 *(h.process for h in lk.others)]
+        leaks.append({
+            "r": index.get(id(lk.process), -1),
+            "t": [_encoded(linked(s.strip(), procs, index), st) for s in leak_lines(lk, t0)],
+            "c": _chain_data(lk, index, st),
+        })
+    leaked_chans = {c for c, _ in leaked_at}
+    order = sorted(rep.channels, key=lambda c: (id(c) not in leaked_chans, not c.open_at_end))
+    chans: list[list[Any]] = []
+    for ch in order[:CHANNELS_MAX]:
+        marks = {id(h): (MARK_LEAKED if (id(ch), id(h.process)) in leaked_at else
+                         MARK_WAITING if (id(ch), id(h.process)) in waiting_at else MARK_NONE)
+                 for h in ch.holders}
+        shown = _shown_holders(ch.holders, {k for k, v in marks.items() if v})
+        rows = []
+        for h in shown:
+            p = h.process
+            cmd = fd_label(p)
+            if not p.execs:
+                cmd += (f" (fork of pid {p.parent.pid}, never exec'd)" if p.parent is not None
+                        else " (no exec)")
+            rows.append(_holder_row(h, t0, index.get(id(p), -1), st(cmd),
+                                    st("+".join(h.ends) or "?"), marks[id(h)]))
+        mentioned = [q for q in (ch.opener, ch.entered_by) if q is not None]
+        mentioned += [h.process for h in ch.holders]
+        chans.append([ch.name, _encoded(linked(opener_words(ch), mentioned, index), st), rows,
+                      len(ch.open_at_end), len(ch.holders) - len(shown)])
+    pipes = sum(1 for c in rep.channels if c.kind == "pipe")
+    return {
+        "pipes": pipes,
+        "sockets": len(rep.channels) - pipes,
+        "observed": rep.processes_observed,
+        "open_at_end": sum(1 for c in rep.channels if c.open_at_end),
+        "nleaks": len(rep.leaks),
+        "leaks": leaks,
+        "ch": chans,
+    }
+
+
+def _chain_data(lk: Leak, index: dict[int, int], st: _Strings) -> list[list[Any]]:
+    src = lk.channel.holding(lk.source)
+    items: list[tuple[Process, list[int]]] = [(lk.source, src.fds if src is not None else [])]
+    items += lk.chain
+    items.append((lk.process, lk.fds))
+    return [[index.get(id(q), -1), st(fd_name(q)), fds] for q, fds in items]
 
 
 def _start_time(iso: str) -> str:
@@ -211,7 +393,7 @@ collapse &middot; click a row: details</div>
 <div id="tl-wrap"><canvas id="tl"></canvas><div id="tl-spacer"></div></div>
 <div id="details" hidden></div>
 </section>
-<section>
+@FDS@<section>
 <h2>Slowest processes <span class="note" id="slowest-note"></span></h2>
 <table id="slowest"><thead><tr><th>pid</th><th>command</th><th>start</th><th>duration</th>\
 <th>exit</th></tr></thead><tbody></tbody></table>
@@ -223,6 +405,17 @@ collapse &middot; click a row: details</div>
 </section>
 <div id="tip" role="tooltip" hidden></div>
 <script type="application/json" id="proctrace-data">"""
+
+_FDS_SECTION = """<section id="fds-sec">
+<h2>Descriptors <span class="note" id="fds-note"></span></h2>
+<p id="fds-summary"></p>
+<h3>Leaked descriptors <span class="note" id="fds-leaks-note"></span></h3>
+<div id="fds-leaks"></div>
+<h3>Pipes and sockets <span class="note" id="fds-chan-note"></span></h3>
+<table id="fds-chan"><thead><tr><th>pid</th><th>command</th><th>fds</th><th>end</th>\
+<th>from</th><th>until</th><th>at end</th></tr></thead></table>
+</section>
+"""
 
 _TAIL = """</script>
 <script>
@@ -248,7 +441,8 @@ def render(rec: Recording, tree: ProcessTree) -> Iterator[str]:
     if len(title) > 120:
         title = title[:119] + "…"
     fill = {"HASH": _script_hash(script), "GENERATOR": html.escape(data["generator"]),
-            "TITLE": html.escape(title), "CSS": css}
+            "TITLE": html.escape(title), "CSS": css,
+            "FDS": _FDS_SECTION if "fds" in data else ""}
     yield re.sub(r"@([A-Z]+)@", lambda m: fill[m.group(1)], _PAGE)
     yield json_for_script(data)
     yield _TAIL.replace("\n@JS@", script)

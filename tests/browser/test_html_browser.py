@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from proctrace_bcc.fds import analyze_fds
 from proctrace_bcc.render import html as html_report
 from proctrace_bcc.render._common import spans
+from tests.unit.fds_samples import BATS_LEAK, write_hostile_leak
 from tests.unit.render_samples import AMP, HOSTILE, load, write_mixed
 
 pytestmark = pytest.mark.browser
@@ -231,5 +233,109 @@ def test_report_of_a_real_recording(browser: Any, tmp_path: Path) -> None:
     assert n_cc1 == 8
     rep.wait_for(f"document.querySelector('#filter-count').textContent === "
                  f"'{n_cc1} matching processes'")
+    # recorded without --fds: no descriptors section, and the summary does not mention it
+    assert rep.js("document.getElementById('fds-sec')") is None
+    assert "Leaked descriptors" not in rep.js("document.querySelector('#summary').textContent")
     assert errors == []
     page.close()
+
+
+# ---------------------------------------------------------------------------
+# The descriptors section (`record --fds`)
+
+
+def open_recording(browser: Any, tmp_path: Path, rec_path: Path, *,
+                   bypass_csp: bool = False) -> Report:
+    rec, tree = load(rec_path)
+    out = tmp_path / "report.html"
+    out.write_text("".join(html_report.render(rec, tree)), encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1300, "height": 900}, bypass_csp=bypass_csp)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}")
+            if m.type in ("error", "warning") else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.goto(out.as_uri())
+    rep = Report(page, errors, [])
+    rep.wait_for("window.__proctrace && window.__proctrace.ready")
+    return rep
+
+
+def test_no_descriptor_section_without_descriptor_data(report: Report) -> None:
+    assert report.js("document.getElementById('fds-sec')") is None
+    assert "Leaked descriptors" not in report.js("document.querySelector('#summary').textContent")
+    assert report.errors == []
+
+
+def test_descriptor_section_of_a_real_bats_leak(browser: Any, tmp_path: Path) -> None:
+    """tests/fixtures/bats-leak-fds.ndjson: bats ran a test doing `sleep 300 &`; the sleep
+    kept bats' output pipe at fd 3 (docs/img/report-fds.png shows this section)."""
+    _, tree = load(BATS_LEAK)
+    (lk,) = analyze_fds(tree).leaks
+    sleep, bats, pipe = lk.process, lk.source, lk.channel.name
+    test = lk.chain[-1][0]  # bats-exec-test, which forked the sleep
+    reader = lk.waiting[0].holding.process
+    rep = open_recording(browser, tmp_path, BATS_LEAK)
+    page = rep.page
+    assert page.is_visible("#fds-sec")
+    summary = rep.js("document.querySelector('#summary').textContent")
+    assert "Leaked descriptors1" in summary
+    # the leak, in words: the sleep, fd 3, the pipe, who opened it, who waits
+    heads = rep.js("Array.from(document.querySelectorAll('#fds-leaks .leak-head'), "
+                   "e => e.textContent)")
+    assert heads == [f"sleep 300 (pid {sleep.pid}) holds fd 3, a pipe (write end, {pipe}) that "
+                     f"bats (pid {bats.pid}) opened; it inherited it through "
+                     + heads[0].split("; it inherited it through ", 1)[1]]
+    leak_text = rep.js("document.querySelector('#fds-leaks .leak').textContent")
+    assert f"bats (pid {reader.pid}, fd 0) is still waiting on the read end of {pipe}." in leak_text
+    chain = rep.js("document.querySelector('#fds-leaks .chain').textContent")
+    assert chain.startswith("chain: bats \u2192 bats-exec-suite (fd 1) \u2192 ")
+    assert chain.endswith("bats-exec-test (fds 1, 3, 4) \u2192 sleep (fd 3)")
+    # the pipes table: the leaked pipe first, the sleep marked leaked, the reader waiting
+    first = rep.js("document.querySelector('#fds-chan tbody .ch-head').textContent")
+    assert first.startswith(f"{pipe}pipeopened by bats (pid {bats.pid}): ")
+    marked = rep.js("Array.from(document.querySelectorAll('#fds-chan tbody')[0]"
+                    ".querySelectorAll('tr.mark-leaked, tr.mark-waiting'), "
+                    "tr => Array.from(tr.cells, c => c.textContent))")
+    assert [(m[0], m[1], m[2], m[3], m[5], m[6]) for m in marked] == [
+        (str(sleep.pid), "sleep 300", "3", "write", "still open", "\u25cf open \u00b7 leaked"),
+        (str(reader.pid), f"bats hang.bats (fork of pid {bats.pid}, never exec'd)", "0", "read",
+         "still open", "\u25cf open \u00b7 waiting")]
+    # clicking a process in the sentence, the chain or the table selects its timeline row
+    # and scrolls it into view
+    for selector, proc in [(f"#fds-leaks .leak-head a:text-is('sleep 300 (pid {sleep.pid})')",
+                            sleep),
+                           ("#fds-leaks .chain a:text-is('bats-exec-test')", test),
+                           (f"#fds-leaks a:text-is('bats (pid {reader.pid}, fd 0)')", reader)]:
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        page.click(selector)
+        row = rep.row_of(proc.pid)
+        assert rep.js("window.__proctrace.selected()") == row, selector
+        y = rep.js("r => window.__proctrace.rowY(r)", row)
+        assert y is not None and 0 <= y <= rep.js("window.innerHeight"), selector
+        details = rep.js("document.querySelector('#details').textContent")
+        assert f"pid {proc.pid}" in details
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.click(f"#fds-chan a:text-is('bats hang.bats (fork of pid {bats.pid}, never exec\\'d)')")
+    assert rep.js("window.__proctrace.selected()") == rep.row_of(reader.pid)
+    assert rep.errors == []
+    page.close()
+
+
+@pytest.mark.parametrize("bypass_csp", [False, True], ids=["with-csp", "escaping-alone"])
+def test_hostile_argv_in_the_descriptor_section_is_text(browser: Any, tmp_path: Path,
+                                                        bypass_csp: bool) -> None:
+    rep = open_recording(browser, tmp_path, write_hostile_leak(tmp_path / "rec.ndjson"),
+                         bypass_csp=bypass_csp)
+    assert rep.js("window.__pwned") is None
+    assert rep.js("document.querySelectorAll('img').length") == 0
+    assert rep.js("document.querySelectorAll('script').length") == 2
+    head = rep.js("document.querySelector('#fds-leaks .leak-head').textContent")
+    assert head.startswith('daemon </script><img src=x onerror="window.__pwned=1">')
+    assert "(pid 11) holds fd 3, a pipe (write end, pipe:[5150]) that sh (pid 10) opened" in head
+    cells = rep.js("Array.from(document.querySelectorAll('#fds-chan a'), a => a.textContent)")
+    assert cells[0].startswith("sh (pid 10)") and cells[-2].startswith("daemon </script><img")
+    # text, never markup: the section's HTML holds it escaped
+    section = rep.js("document.getElementById('fds-sec').innerHTML")
+    assert "daemon &lt;/script&gt;&lt;img src=x" in section and "<img" not in section
+    assert rep.js("window.__pwned") is None and rep.errors == []
+    rep.page.close()

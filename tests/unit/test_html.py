@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 
 from proctrace_bcc.events import Exec, Exit, Fork
+from proctrace_bcc.fds import analyze_fds
+from proctrace_bcc.render import fds as render_fds
 from proctrace_bcc.render import html as html_report
 from proctrace_bcc.render._common import concurrency
+from tests.unit.fds_samples import BATS_LEAK, write_hostile_leak
 from tests.unit.render_samples import AMP, HOSTILE, MS, load, write, write_mixed
 
 
@@ -202,3 +205,135 @@ def test_recording_without_processes(tmp_path: Path) -> None:
     assert (d["summary"]["processes"], d["summary"]["lost"], d["summary"]["peak"]) == (0, 2, 0)
     page = parse("".join(html_report.render(rec, tree)))
     assert len(page.scripts) == 2
+
+
+# ---------------------------------------------------------------------------
+# The descriptors section (recordings made with `record --fds`)
+
+
+def _segs(d: dict[str, Any], segs: list[Any]) -> list[Any]:
+    """The data's segments (string-table indices) as linked() returns them."""
+    return [d["strings"][g] if isinstance(g, int) else [d["strings"][g[0]], g[1]] for g in segs]
+
+
+def _text(segs: list[Any]) -> str:
+    return "".join(g if isinstance(g, str) else g[0] for g in segs)
+
+
+def _links(segs: list[Any]) -> list[tuple[str, int]]:
+    return [(g[0], g[1]) for g in segs if not isinstance(g, str)]
+
+
+def test_no_descriptor_section_without_descriptor_data(mixed: tuple[str, dict[str, Any]]) -> None:
+    doc, d = mixed
+    assert "fds" not in d
+    assert 'id="fds-sec"' not in doc and "Descriptors" not in doc
+
+
+def test_descriptor_section_of_a_real_bats_leak() -> None:
+    rec, tree = load(BATS_LEAK)
+    d = html_report.report_data(rec, tree)
+    doc = "".join(html_report.render(rec, tree))
+    assert doc.count('<section id="fds-sec">') == 1
+    pid = d["p"]["pid"]
+    f = d["fds"]
+    rep = analyze_fds(tree)
+    assert (f["pipes"], f["sockets"], f["observed"], f["open_at_end"]) == (15, 0, 29, 2)
+    assert f["nleaks"] == len(f["leaks"]) == len(rep.leaks) == 1
+    (lk,) = rep.leaks
+    sleep, bats = lk.process, lk.source
+    (leak,) = f["leaks"]
+    # the same words as `analyze -d fds`, line by line
+    want = [s.strip() for s in render_fds.leak_lines(lk, tree.start)]
+    lines = [_segs(d, line) for line in leak["t"]]
+    assert [_text(line) for line in lines] == want
+    assert want[0].startswith(f"sleep 300 (pid {sleep.pid}) holds fd 3, a pipe (write end, "
+                              f"{lk.channel.name}) that bats (pid {bats.pid}) opened")
+    # every process it names links to that process's timeline row
+    links = _links(lines[0])
+    assert links[0] == (f"sleep 300 (pid {sleep.pid})", leak["r"])
+    assert links[1] == (f"bats (pid {bats.pid})", pid.index(bats.pid))
+    assert [pid[r] for _, r in links] == [sleep.pid, bats.pid, *(q.pid for q, _ in lk.chain)]
+    assert links[2][0].startswith("bats-exec-suite (pid ") and links[2][0].endswith(", fd 1)")
+    (waiter,) = lk.waiting
+    assert _links(lines[2]) == [(f"bats (pid {waiter.holding.process.pid}, fd 0)",
+                                     pid.index(waiter.holding.process.pid))]
+    assert pid[leak["r"]] == sleep.pid
+    # the chain: from bats down to the sleep, with the fds each was seen using
+    strings = d["strings"]
+    assert [(pid[r], strings[n], fds) for r, n, fds in leak["c"]] == [
+        (bats.pid, "bats", []), *((q.pid, render_fds.name(q), fds) for q, fds in lk.chain),
+        (sleep.pid, "sleep", [3])]
+    # pipes: the leaked one first; the sleep marked leaked, the reader waiting
+    assert len(f["ch"]) == 15 and f["ch"][0][0] == lk.channel.name
+    _, opener, holders, open_at_end, hidden = f["ch"][0]
+    opener = _segs(d, opener)
+    assert _text(opener) == render_fds.opener_words(lk.channel)
+    assert _links(opener) == [(f"bats (pid {bats.pid})", pid.index(bats.pid))]
+    assert (open_at_end, hidden, len(holders)) == (2, 0, len(lk.channel.holders))
+    by_pid = {pid[h[0]]: h for h in holders}
+    _, cmd, fds, end, since, frm, until, state, mark = by_pid[sleep.pid]
+    assert (strings[cmd], fds, strings[end], frm, until, state, mark) == (
+        "sleep 300", [3], "write", html_report.FROM_FORK, None, html_report.UNTIL_OPEN,
+        html_report.MARK_LEAKED)
+    assert since == sleep.start - tree.start
+    reader = by_pid[waiter.holding.process.pid]
+    assert strings[reader[1]] == f"bats hang.bats (fork of pid {bats.pid}, never exec'd)"
+    assert (strings[reader[3]], reader[5], reader[7], reader[8]) == (
+        "read", html_report.FROM_END, html_report.UNTIL_OPEN, html_report.MARK_WAITING)
+    suite = by_pid[lk.chain[0][0].pid]
+    assert (suite[7], suite[8]) == (html_report.UNTIL_EXIT, html_report.MARK_NONE)
+    assert suite[6] == lk.chain[0][0].exit_time - tree.start  # type: ignore[operator]
+    # the other pipes are not leaked; every pid's row is the right process
+    assert all(h[8] == html_report.MARK_NONE for c in f["ch"][2:] for h in c[2])
+    assert all(pid[h[0]] in {p.pid for p in tree.processes} for c in f["ch"] for h in c[2])
+
+
+def test_linked_mentions(tmp_path: Path) -> None:
+    _, tree = load(write_hostile_leak(tmp_path / "r.ndjson"))
+    index = {id(p): i for i, p in enumerate(tree.walk())}
+    sh, daemon, reader = (tree.find(pid)[0] for pid in (10, 11, 12))
+    text = "reader (pid 12, fd 0) waits on sh (pid 10); nobody (pid 99) and (pid 10 x"
+    assert html_report.linked(text, [reader, sh], index) == [
+        ["reader (pid 12, fd 0)", index[id(reader)]], " waits on ",
+        ["sh (pid 10)", index[id(sh)]], "; nobody (pid 99) and (pid 10 x"]
+    # a name the text gives differently: its last word is the link
+    assert html_report.linked("was bash (pid 11, later x)", [daemon], index) == [
+        "was ", ["bash (pid 11, later x)", index[id(daemon)]]]
+    assert html_report.linked("sh (pid 10)", [], index) == ["sh (pid 10)"]
+
+
+def test_hostile_argv_in_the_descriptor_section_stays_data(tmp_path: Path) -> None:
+    rec, tree = load(write_hostile_leak(tmp_path / "r.ndjson"))
+    d = html_report.report_data(rec, tree)
+    doc = "".join(html_report.render(rec, tree))
+    page = parse(doc)
+    assert [t for t, _ in page.tags if t in ("img", "script")] == ["script", "script"]
+    (_, data_text), _ = page.scripts
+    assert not set(data_text) & set("<>&")
+    assert json.loads(data_text) == json.loads(json.dumps(d))
+    (leak,) = d["fds"]["leaks"]
+    head = _text(_segs(d, leak["t"][0]))
+    assert head.startswith('daemon </script><img src=x onerror="window.__pwned=1">')
+    assert "<img" not in doc and "</script><img" not in doc
+    holder = d["fds"]["ch"][0][2][0]
+    assert d["strings"][holder[1]] == head.split(" (pid ")[0]  # the same label, as text
+
+
+def test_descriptor_section_caps_keep_the_leaked_holders(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec, tree = load(BATS_LEAK)
+    full = html_report.report_data(rec, tree)["fds"]
+    monkeypatch.setattr(html_report, "HOLDERS_MAX", 3)
+    monkeypatch.setattr(html_report, "CHANNELS_MAX", 2)
+    d = html_report.report_data(rec, tree)
+    f, pid = d["fds"], d["p"]["pid"]
+    assert len(f["ch"]) == 2 and f["pipes"] == 15  # the page says "the first 2 of 15"
+    name, _, holders, _, hidden = f["ch"][0]
+    assert name == full["ch"][0][0]
+    assert len(holders) == 3 and hidden == len(full["ch"][0][2]) - 3
+    # the leaked sleep and the waiting reader are kept, with the first holder by time
+    assert sorted(h[8] for h in holders) == [html_report.MARK_NONE, html_report.MARK_LEAKED,
+                                             html_report.MARK_WAITING]
+    shown = [pid[h[0]] for h in holders]  # in the same order as in the full table
+    assert shown == [pid[h[0]] for h in full["ch"][0][2] if pid[h[0]] in shown]
+    assert shown[0] == pid[full["ch"][0][2][0][0]]

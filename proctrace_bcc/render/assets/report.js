@@ -82,12 +82,19 @@
     ];
     if (sm.kernel) items.push(["Kernel", sm.kernel]);
     if (sm.end_reason) items.push(["Recording ended", sm.end_reason]);
+    if (D.fds) items.push(["Leaked descriptors", D.fds.nleaks]);
     for (var j = 0; j < items.length; j++) {
       var d = el("div", null, "kv");
       d.appendChild(el("dt", items[j][0]));
-      var dd = el("dd", items[j][1]);
+      var dd = el("dd", items[j][0] === "Leaked descriptors" ? null : items[j][1]);
+      if (items[j][0] === "Leaked descriptors") {
+        var fa = el("a", items[j][1]);
+        fa.href = "#fds-sec";
+        dd.appendChild(fa);
+      }
       if ((items[j][0] === "Failed" || items[j][0] === "Killed by signals" ||
-           items[j][0] === "Lost events") && Number(items[j][1]) > 0) dd.className = "bad";
+           items[j][0] === "Lost events" || items[j][0] === "Leaked descriptors") &&
+          Number(items[j][1]) > 0) dd.className = "bad";
       d.appendChild(dd);
       dl.appendChild(d);
     }
@@ -626,6 +633,97 @@
               " (filter the timeline to see more)" : "");
   })();
 
+  // ---- descriptors (record --fds): the leaks in words, then every pipe and socket
+  function appendSegs(parent, segs) {  // S[i]: plain text; [i, row]: S[i], a link to that row
+    for (var j = 0; j < segs.length; j++) {
+      var g = segs[j];
+      if (typeof g === "number") parent.appendChild(document.createTextNode(S[g]));
+      else if (g[1] >= 0) parent.appendChild(link(g[1], S[g[0]]));
+      else parent.appendChild(document.createTextNode(S[g[0]]));
+    }
+  }
+  function fdList(fds) { return (fds.length === 1 ? "fd " : "fds ") + fds.join(", "); }
+  function plural(n, w, ws) { return n + " " + (n === 1 ? w : (ws || w + "s")); }
+  var FD_FROM = ["fork", "exec", "end"];
+  var FD_MARK = ["", "leaked", "waiting"];
+  (function () {
+    var F = D.fds;
+    if (!F || !$("fds-sec")) return;
+    $("fds-summary").textContent = plural(F.pipes, "pipe") + " and " + plural(F.sockets, "socket") +
+      " seen in " + plural(F.observed, "process", "processes") + "; " + F.open_at_end +
+      " still open when the recording ended.";
+    var box = $("fds-leaks");
+    if (!F.nleaks) {
+      box.appendChild(el("p", "None: no process kept an inherited pipe or socket (fd 3 and up) " +
+                         "open after the process it came from had exited or when the " +
+                         "recording ended."));
+    } else {
+      $("fds-leaks-note").textContent = F.nleaks > F.leaks.length ? "the first " +
+        F.leaks.length + " of " + F.nleaks + " (analyze -d fds lists them all)" : String(F.nleaks);
+    }
+    for (var j = 0; j < F.leaks.length; j++) {
+      var lk = F.leaks[j], div = el("div", null, "leak");
+      for (var l = 0; l < lk.t.length; l++) {
+        var line = el(l === 0 ? "p" : "div", null, l === 0 ? "leak-head" : "leak-more");
+        appendSegs(line, lk.t[l]);
+        div.appendChild(line);
+      }
+      var chain = el("div", "chain: ", "chain");
+      for (var c = 0; c < lk.c.length; c++) {
+        var it = lk.c[c];
+        if (c) chain.appendChild(el("span", " \u2192 ", "arrow"));
+        chain.appendChild(it[0] >= 0 ? link(it[0], S[it[1]]) : el("span", S[it[1]]));
+        if (it[2].length) chain.appendChild(el("span", " (" + fdList(it[2]) + ")", "fds"));
+      }
+      div.appendChild(chain);
+      box.appendChild(div);
+    }
+    var total = F.pipes + F.sockets, tbl = $("fds-chan");
+    $("fds-chan-note").textContent = (F.ch.length < total ? "the first " + F.ch.length +
+      " of " : "") + total + ": leaked ones first, then the ones still open at the end";
+    for (var k = 0; k < F.ch.length; k++) {
+      var ch = F.ch[k], tb = el("tbody"), hr = el("tr", null, "ch-head"), hd = el("td");
+      hd.colSpan = 7;
+      hd.appendChild(el("span", ch[0], "ch-name"));
+      hd.appendChild(el("span", ch[0].slice(0, ch[0].indexOf(":")), "ch-kind"));
+      appendSegs(hd, ch[1]);
+      if (ch[3]) {
+        hd.appendChild(el("span", "  open at the end in " +
+                          plural(ch[3], "process", "processes"), "note"));
+      }
+      hr.appendChild(hd);
+      tb.appendChild(hr);
+      for (var h = 0; h < ch[2].length; h++) {
+        // [row, command, fds, end, since, from, until, until-kind, mark]
+        var hv = ch[2][h], tr = el("tr", null, hv[8] ? "mark-" + FD_MARK[hv[8]] : null);
+        tr.appendChild(el("td", hv[0] >= 0 ? P.pid[hv[0]] : "?", "num"));
+        var tdc = el("td");
+        tdc.appendChild(hv[0] >= 0 ? link(hv[0], S[hv[1]]) : el("span", S[hv[1]]));
+        tr.appendChild(tdc);
+        tr.appendChild(el("td", hv[2].join(","), "num"));
+        tr.appendChild(el("td", S[hv[3]]));
+        tr.appendChild(el("td", fmtAt(hv[4]) + " " + FD_FROM[hv[5]], "num"));
+        var u = hv[7] === 0 ? fmtAt(hv[6]) + " exit" : hv[7] === 1 ? "closed by " + fmtAt(hv[6]) :
+          hv[7] === 2 ? "still open" : hv[7] === 3 ? "alive at end" : "?";
+        tr.appendChild(el("td", u, "num"));
+        var open = hv[7] === 2 || hv[7] === 3;
+        var at = el("td", (open ? "\u25cf open" : "") + (hv[8] ? (open ? " \u00b7 " : "") +
+                                                         FD_MARK[hv[8]] : ""),
+                    open ? "at-end open" : "at-end");
+        tr.appendChild(at);
+        tb.appendChild(tr);
+      }
+      if (ch[4]) {
+        var mr = el("tr"), mc = el("td", "\u2026 and " + plural(ch[4], "more holder") +
+                                   " (analyze -d fds lists them all)", "note");
+        mc.colSpan = 7;
+        mr.appendChild(mc);
+        tb.appendChild(mr);
+      }
+      tbl.appendChild(tb);
+    }
+  })();
+
   // ---- controls
   var ft = null;
   $("filter").addEventListener("input", function () {
@@ -694,6 +792,13 @@
     toggle: toggle,
     goTo: goTo,
     selected: function () { return selected; },
+    rowY: function (r) {  // client y of row r's middle if it is drawn in the timeline, else null
+      var pos = rowPos[r];
+      if (pos < 0) return null;
+      var y = rowTop(pos);
+      if (y < AXIS_H || y + ROW_H > H) return null;
+      return cv.getBoundingClientRect().top + y + ROW_H / 2;
+    },
     tooltip: function () { return tip.hidden ? null : tip.textContent; },
     view: function () { return [vs, ve]; },
     setView: function (a, b) { setView(a, b); draw(); },
