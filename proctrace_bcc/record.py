@@ -441,15 +441,20 @@ class Recorder:
         proc = getattr(self, "proc", None)
         if proc is None:
             return None
+        # Whether CMD still ran when recording stopped, before --kill-leftovers: ending
+        # its children can make CMD exit on its own (bats dies of the SIGTERM it
+        # forwards), and `record` must still say 124 for a timeout.
+        cmd_running = proc.poll() is None
         if self.opts.kill_leftovers and reason != "exited":
             self._kill_leftovers()
-        if proc.poll() is None and reason in ("timeout", "interrupted", "terminated"):
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if cmd_running and reason in ("timeout", "interrupted", "terminated"):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
             if reason == "timeout":
                 return TIMEOUT_EXIT
         return exit_status(proc.wait())

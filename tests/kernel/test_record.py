@@ -341,3 +341,11 @@ def test_kill_leftovers_ends_what_grace_left_behind(record: Recorder, tmp_path: 
     assert r.rc == 0
     assert _end(r).running == [left]  # recorded as running when recording stopped
     assert not Path(f"/proc/{left}").exists()  # and then ended
+
+
+def test_timeout_with_kill_leftovers_still_exits_124(record: Recorder) -> None:
+    # Ending the leftover (sleep) lets sh finish on its own before the recorder
+    # terminates it: the timeout fired while CMD ran, so `record` says 124.
+    r = record(["sh", "-c", "sleep 300; exit 7"], "--timeout", "1", "--kill-leftovers")
+    assert r.rc == 124
+    assert _end(r).reason == "timeout"
