@@ -13,13 +13,11 @@ VM_JOBS ?= 2
 # Seconds a guest may take for the whole suite under software emulation.
 VM_TEST_TIMEOUT ?= 7200
 # The part of the kernel suite the CI guest runs (pytest -k).  Under software
-# emulation one recording takes ~35 s with BCC and ~80 s with bpftrace (the
+# emulation one recording takes ~35 s with BCC and ~80-140 s with bpftrace (the
 # host: 2 s), so CI keeps the BCC tests that read the kernel's structures (ids,
-# exit status, pgid, sid, argv) and the one test that records the same tree with
-# both backends.  `make vm-test` runs the whole suite.
-# (The bpftrace cross-backend test is left to `make vm-test`: under emulation on a
-# loaded machine bpftrace's start-up exceeded its 90 s handshake limit in CI.)
-VM_CI_TESTS ?= (ids_match or exit_status_and_tree or setpgid or setsid or argv_is_exact) and bcc
+# exit status, pgid, sid, argv, the --fds descriptor table) and the test that
+# records the same tree with both backends.  `make vm-test` runs the whole suite.
+VM_CI_TESTS ?= ((ids_match or exit_status_and_tree or setpgid or setsid or argv_is_exact or fds_pair) and bcc) or cross_backend
 VM_ARGS ?=
 
 .PHONY: vm-provision vm-cache vm-test vm-test-ci vagrant-test vagrant-check
