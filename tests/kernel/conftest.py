@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,23 @@ from tests.support import scaled
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ["bcc", "bpftrace"]
+
+
+def _use_test_bpftrace(path: str) -> None:
+    """PROCTRACE_TEST_BPFTRACE=PATH: every bpftrace this suite starts is PATH (e.g. a
+    newer release, `make bpftrace-compat`): a folder holding a `bpftrace` link to it
+    goes first on PATH, which the recorders started here and in-process lookups inherit."""
+    target = Path(path).resolve()
+    if not (target.is_file() and os.access(target, os.X_OK)):
+        raise pytest.UsageError(f"PROCTRACE_TEST_BPFTRACE={path} is not an executable file")
+    d = tempfile.mkdtemp(prefix="proctrace-test-bpftrace-")
+    atexit.register(shutil.rmtree, d, True)
+    Path(d, "bpftrace").symlink_to(target)
+    os.environ["PATH"] = d + os.pathsep + os.environ.get("PATH", "")
+
+
+if os.environ.get("PROCTRACE_TEST_BPFTRACE"):
+    _use_test_bpftrace(os.environ["PROCTRACE_TEST_BPFTRACE"])
 
 
 @dataclass
