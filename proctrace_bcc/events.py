@@ -124,6 +124,8 @@ class ExecFailed:
     pid: int
     filename: str
     errno: int
+    # The filename is a prefix (bpftrace reads at most 199 bytes); on disk only when true.
+    truncated: bool = field(default=False, metadata={"omit_default": True})
 
 
 @dataclass(slots=True)

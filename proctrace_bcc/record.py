@@ -2,7 +2,11 @@
 
 Events reach us per CPU, out of order; a reorder buffer releases them in
 timestamp order once they are older than the start of the previous poll
-cycle (nothing is held back for more than about two poll intervals).
+cycle and than what the backend proves it has delivered
+(`Backend.synced_until()`: bpftrace's per-CPU handshakes); nothing is held
+back for more than about two poll intervals unless the backend lags.
+Should an event still come after its turn, `_track` keeps the tree's
+membership right (a fork read after its child's exit).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ POLL_MS = 100
 SYNC_NS = 1_000_000_000  # fsync the recording at most once a second while recording
 BACKENDS = ("auto", "bcc", "bpftrace")
 TIMEOUT_EXIT = 124  # like timeout(1): CMD was still running when --timeout fired
+# Exits and forks not (yet) placed in the tree, kept for a fork that comes late.
+UNPLACED_MAX = 65536
+UNPLACED_NS = 30_000_000_000
 
 
 @dataclass(slots=True)
@@ -187,6 +194,10 @@ class Recorder:
         self.opts = opts
         self.stop = _Stop()
         self.alive: set[int] = set()  # pids of the tree currently alive (recorder's ns)
+        # Not (yet) in the tree, in case a fork placing them comes late (see _track):
+        self._exits: dict[int, int] = {}  # pid -> exit time
+        self._forks: dict[int, list[tuple[int, int]]] = {}  # parent -> [(child, fork time)]
+        self._nforks = 0
         self.seen = 0
         self.events = 0
         self.lost = 0
@@ -226,21 +237,38 @@ class Recorder:
         return evs
 
     def _track(self, evs: list[Event]) -> list[Event]:
-        """Follow the tree's membership (events in timestamp order); drop our own events."""
+        """Follow the tree's membership (events in timestamp order); drop our own events.
+
+        Every event is passed on (written), whatever it does to `alive`.  Should a
+        fork still come after events it precedes (a backend that delivered it
+        late), membership stays right: the exit of a pid not in the tree and a
+        fork whose parent is not in it are remembered for a while (UNPLACED_NS,
+        at most UNPLACED_MAX of each), and when a late fork places that pid in
+        the tree, an exit stamped at or after the fork means it is gone, and the
+        forks it made before its exit join the tree too (recursively).
+        """
         out: list[Event] = []
         for ev in evs:
             if isinstance(ev, Fork):
                 if ev.parent_pid == self.tracer:
                     if self.root_pid is None or ev.child_pid != self.root_pid:
                         continue
-                    self.alive.add(ev.child_pid)
-                    self.seen += 1
-                elif ev.parent_pid in self.alive or self.opts.raw:
-                    if ev.parent_pid in self.alive:
-                        self.alive.add(ev.child_pid)
-                    self.seen += 1
+                    self._join(ev.child_pid, ev.timestamp)
+                elif ev.parent_pid in self.alive:
+                    self._join(ev.child_pid, ev.timestamp)
+                else:
+                    if self.opts.raw:
+                        self.seen += 1
+                    if self.root_pid is not None:
+                        self._forks.setdefault(ev.parent_pid, []).append(
+                            (ev.child_pid, ev.timestamp))
+                        self._nforks += 1
             elif isinstance(ev, Exit):
-                self.alive.discard(ev.pid)
+                if ev.pid in self.alive:
+                    self.alive.discard(ev.pid)
+                elif self.root_pid is not None:
+                    self._exits.pop(ev.pid, None)  # re-inserted last: the dict stays in age order
+                    self._exits[ev.pid] = ev.timestamp
                 if ev.pid == self.root_pid:
                     self.root_exit = ev
             elif isinstance(ev, Lost):
@@ -248,7 +276,63 @@ class Recorder:
             elif getattr(ev, "pid", None) == self.tracer:
                 continue
             out.append(ev)
+        if evs:
+            self._prune(evs[-1].timestamp)
         return out
+
+    def _join(self, pid: int, forked: int) -> None:
+        """`pid`, forked at `forked`, is in the tree (and so are its unplaced children)."""
+        stack = [(pid, forked, True)]
+        while stack:
+            pid, forked, direct = stack.pop()
+            if direct or not self.opts.raw:  # --raw counted every fork when it came
+                self.seen += 1
+            exited = self._exits.get(pid)
+            if exited is not None and exited >= forked:
+                del self._exits[pid]  # its exit came first: already gone
+            else:
+                self.alive.add(pid)
+                exited = None
+            kids = self._forks.get(pid)
+            if not kids:
+                continue
+            # Its children are the forks between its own fork and its exit (the pid
+            # may have been reused since: later forks are another process's).
+            mine: list[tuple[int, int]] = []
+            rest: list[tuple[int, int]] = []
+            for k in kids:
+                (mine if forked <= k[1] and (exited is None or k[1] <= exited) else rest).append(k)
+            if mine:
+                if rest:
+                    self._forks[pid] = rest
+                else:
+                    del self._forks[pid]
+                self._nforks -= len(mine)
+                stack.extend((c, t, False) for c, t in mine)
+
+    def _prune(self, newest: int) -> None:
+        """Forget unplaced exits and forks older than UNPLACED_NS, or the oldest beyond
+        UNPLACED_MAX."""
+        limit = newest - UNPLACED_NS
+        exits = self._exits
+        while exits:
+            pid = next(iter(exits))
+            if len(exits) <= UNPLACED_MAX and exits[pid] >= limit:
+                break
+            del exits[pid]
+        forks = self._forks
+        while forks:
+            parent = next(iter(forks))  # (about) the oldest: dict order is first insertion
+            kids = forks[parent]
+            over = self._nforks - UNPLACED_MAX
+            if over <= 0 and kids[0][1] >= limit:
+                break
+            del forks[parent]
+            keep = [k for k in kids if k[1] >= limit]
+            keep = keep[max(0, over - (len(kids) - len(keep))):]
+            self._nforks -= len(kids) - len(keep)
+            if keep:
+                forks[parent] = keep  # inserted again, last
 
     def _status(self, force: bool = False) -> None:
         if not self._tty:
@@ -346,7 +430,13 @@ class Recorder:
             cycle = time.monotonic_ns()
             reorder.add(self._rebase(backend.poll(POLL_MS)))
             if prev_cycle is not None:
-                ready = self._track(reorder.pop_until(prev_cycle - self.t0))
+                # Older than the previous cycle's start, and than what the backend
+                # proves it has delivered: every earlier event is in `reorder`.
+                mark = prev_cycle
+                proven = backend.synced_until()
+                if proven is not None:
+                    mark = min(mark, proven)
+                ready = self._track(reorder.pop_until(mark - self.t0))
                 writer.write_many(ready)
                 self.events += len(ready)
                 # to the OS every cycle; to the disk once a second (fsync costs ms here)

@@ -59,6 +59,8 @@ def event_to_obj(ev: Event) -> dict[str, Any]:
             v = [encode_str(x) for x in v]
         elif f.name in _STR_FIELDS and v is not None:
             v = encode_str(v)
+        elif f.metadata.get("omit_default") and v == f.default:
+            continue
         body[f.name] = v
     return {ev.KIND: body}
 

@@ -554,7 +554,8 @@ class FastBuilder(_Builder):
             if type(pid) is not int or type(err) is not int or type(filename) is not str:
                 raise _Slow
             owner = self._proc(pid, t, None)
-            owner.failed_execs.append(ExecFailed(t, pid, filename, err))
+            owner.failed_execs.append(ExecFailed(t, pid, filename, err,
+                                                 body.get("truncated", False)))
             return owner
         if tag == "SetPGID":
             pid, ppid, pgid, target = body["pid"], body["ppid"], body["pgid"], body["target_pid"]

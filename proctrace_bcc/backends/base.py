@@ -54,6 +54,12 @@ class Backend(abc.ABC):
     def drain(self) -> list[Event]:
         """Return every event still buffered, without waiting for new ones."""
 
+    def synced_until(self) -> int | None:
+        """A CLOCK_MONOTONIC time (ns) such that every event stamped before it has been
+        returned by poll() (None: the backend cannot tell; the recorder then trusts
+        that what was emitted before one poll has arrived by the end of the next)."""
+        return None
+
     def tracked(self) -> int | None:
         """How many traced processes the kernel side believes are alive (None: unknown)."""
         return None

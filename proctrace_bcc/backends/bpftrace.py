@@ -9,6 +9,13 @@ bpftrace (tests/unit/test_bpftrace_parse.py feeds it captured output).
 Start-up: `start()` returns only after the last probe of the script (on
 prctl) answered a handshake the backend triggers itself; bpftrace's
 "attached_probes" message alone comes before the probes are live.
+
+While recording, the same probe proves how far bpftrace has read: bpftrace
+reads one perf buffer per CPU, in turn and, when loaded, late (a busy CPU's
+buffer can wait 100 ms and more while the other is read), so `sync()` calls
+the handshake pinned to every online CPU in turn; once every CPU has
+answered, every event stamped before the first call has been parsed
+(`synced_until()`), which the recorder uses as its reordering watermark.
 """
 
 from __future__ import annotations
@@ -57,6 +64,11 @@ MAP_KEYS = 65536
 # compile + verify + attach: a few seconds here, minutes under software emulation
 START_TIMEOUT = float(os.environ.get("PROCTRACE_BPFTRACE_START_TIMEOUT") or 90)
 STALE_EXEC_S = 2.0  # an exec still missing lines after this long is emitted as truncated
+POLL_SYNC_S = 0.5  # how long poll() waits for a sync round (an unfinished one carries over)
+POLL_BATCH_S = 0.01  # poll() reads this long after the first bytes (bpftrace writes line by line)
+SYNC_EVERY_NS = 50_000_000  # poll() starts a sync round at most this often (busy: polls are short)
+DRAIN_SYNC_S = 5.0  # how long drain() waits for its own, final round
+CPU_ONLINE = "/sys/devices/system/cpu/online"
 PREPARE_EXEC_TP = "sched/sched_prepare_exec"  # Linux 6.10+
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf_programs"
@@ -298,6 +310,7 @@ class Parser:
         self.pending: dict[Key, _Exec] = {}
         self.early_z: dict[Key, tuple[bytes | None, float]] = {}  # Z lines before their E
         self.handshakes = 0
+        self.answers: dict[int, int] = {}  # sync handshakes answered: seq -> cpu it ran on
         self.level = 0
         self.inum = 0
         self.tracer = 0
@@ -423,8 +436,9 @@ class Parser:
             self.out.append(Exit(self._ts(f[1]), pid, ppid, pgid, exit_code=code, signal=sig,
                                  core_dumped=core))
         elif tag == "X":
-            name, _cut = c_string(unhex(f[4]))
-            self.out.append(ExecFailed(self._ts(f[1]), int(f[2]), from_bytes(name), int(f[3])))
+            name, cut = c_string(unhex(f[4]))
+            self.out.append(ExecFailed(self._ts(f[1]), int(f[2]), from_bytes(name), int(f[3]),
+                                       truncated=cut))
         elif tag == "P":
             pid, ppid, argpid, argpgid = (int(x) for x in f[2:6])
             target = argpid or pid  # setpgid(0, x): the caller
@@ -436,6 +450,8 @@ class Parser:
         elif tag == "H":
             self.level, self.inum, self.tracer = int(f[1]), int(f[2]), int(f[3])
             self.handshakes += 1
+            if len(f) >= 6 and int(f[4]):  # a sync round's answer: seq, cpu
+                self.answers[int(f[4])] = int(f[5])
         else:
             self.bad += 1
 
@@ -515,6 +531,35 @@ def boot_minus_mono() -> int:
 # The backend
 
 
+def parse_cpu_list(text: str) -> list[int]:
+    """A kernel CPU list ("0-3,6,8-9") -> [0, 1, 2, 3, 6, 8, 9]."""
+    out: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def online_cpus() -> list[int]:
+    """The CPUs online now (each has a perf buffer bpftrace reads)."""
+    try:
+        with open(CPU_ONLINE) as f:
+            cpus = parse_cpu_list(f.read())
+    except (OSError, ValueError):
+        cpus = []
+    return cpus or sorted(os.sched_getaffinity(0))
+
+
+@dataclass(slots=True)
+class _Round:
+    """One sync round: handshakes sent at `started` (monotonic ns), seq -> pinned CPU."""
+
+    started: int
+    want: dict[int, int]
+
+
 def _die_with_parent() -> None:
     """In the bpftrace child: get SIGTERM when the recorder dies."""
     libc = ct.CDLL(None, use_errno=True)
@@ -544,6 +589,13 @@ class BpftraceBackend(Backend):
         self._err: Path | None = None
         self._libc = ct.CDLL(None, use_errno=True)
         self._h_sent = 0
+        self._seq = 0  # last sync handshake sent (0: the start-up handshake)
+        self._round: _Round | None = None  # the sync round waiting for answers
+        self._round_sent = 0  # when the last round started (monotonic ns)
+        self._synced = 0  # CLOCK_MONOTONIC ns: every event stamped before it has been read
+        self.sync_rounds = 0  # rounds completed, and the time they took (for benchmarks)
+        self.sync_ns_total = 0
+        self.sync_ns_max = 0
 
     # -- program ---------------------------------------------------------------
 
@@ -616,8 +668,8 @@ class BpftraceBackend(Backend):
             raise RecorderError("bpftrace: /proc/self/ns/pid says the initial pid namespace "
                                 f"but the kernel says level {self.pidns_level}")
 
-    def _prctl(self) -> None:
-        self._libc.prctl(ct.c_int(HANDSHAKE), ct.c_ulong(self.nonce), ct.c_ulong(0),
+    def _prctl(self, seq: int = 0) -> None:
+        self._libc.prctl(ct.c_int(HANDSHAKE), ct.c_ulong(self.nonce), ct.c_ulong(seq),
                          ct.c_ulong(0), ct.c_ulong(0))
         self._h_sent += 1
 
@@ -649,29 +701,110 @@ class BpftraceBackend(Backend):
         chosen = errors or [ln for ln in lines if "RLIMIT_MEMLOCK" not in ln]
         return chosen[0][:300] if chosen else "no message"
 
-    def sync(self, timeout: float = 1.0) -> bool:
-        """Round-trip a handshake: afterwards every event emitted before has been read."""
-        if self._proc is None or self._proc.poll() is not None:
+    # -- sync: how far bpftrace has read ---------------------------------------
+
+    def _start_round(self) -> None:
+        """Call the handshake once on every online CPU, pinned there; remember the time.
+
+        A record in a CPU's perf buffer is read, and printed, before any record
+        written after it on that CPU.  Our prctl pinned to CPU k runs its probe
+        after every BPF program that stamped an event earlier on k has finished
+        (they run with preemption disabled), so k's answer comes after all of
+        them.  A CPU this thread may not run on (a cpuset) is skipped: the
+        traced commands, our descendants, cannot run there either unless moved.
+        """
+        before = os.sched_getaffinity(0)
+        want: dict[int, int] = {}
+        started = time.monotonic_ns()
+        try:
+            for cpu in online_cpus():
+                try:
+                    os.sched_setaffinity(0, {cpu})
+                except OSError:
+                    continue
+                self._seq += 1
+                self._prctl(self._seq)
+                want[self._seq] = cpu
+        finally:
+            os.sched_setaffinity(0, before)
+        if not want:  # no CPU could be pinned: one unpinned answer, no proof of the others
+            self._seq += 1
+            self._prctl(self._seq)
+            want[self._seq] = -1
+        self._round = _Round(started, want)
+        self._round_sent = started
+
+    def _finish_round(self) -> bool | None:
+        """True: the pending round is complete (the watermark moves to its start);
+        False: answers missing; None: an answer came from another CPU than the one
+        its call was pinned to (hot-unplug), so the round proves nothing."""
+        r = self._round
+        assert r is not None
+        answers = self.parser.answers
+        if any(seq not in answers for seq in r.want):
             return False
-        want = self.parser.handshakes + 1
-        self._prctl()
-        deadline = time.monotonic() + timeout
-        while self.parser.handshakes < want:
-            left = deadline - time.monotonic()
-            if left <= 0 or self._proc.poll() is not None:
-                return False
-            self._read(min(left, 0.02))
-        self._read(0.002, linger=0.002)  # the rest of the batch read with the answer
+        ok = all(cpu in (-1, answers[seq]) for seq, cpu in r.want.items())
+        last = max(r.want)
+        for seq in [s for s in answers if s <= last]:  # with any older, abandoned round's
+            del answers[seq]
+        self._round = None
+        if not ok:
+            return None
+        took = time.monotonic_ns() - r.started
+        self._synced = max(self._synced, r.started)
+        self.sync_rounds += 1
+        self.sync_ns_total += took
+        self.sync_ns_max = max(self.sync_ns_max, took)
         return True
 
-    def _read(self, timeout: float, linger: float = 0.0) -> None:
+    def sync(self, timeout: float = 1.0, fresh: bool = False) -> bool:
+        """Wait up to `timeout` s for a round of per-CPU handshakes to come back.
+
+        Starts a round unless one is pending (`fresh`: start a new one anyway,
+        to prove everything up to now; it also completes the older one, as
+        each CPU's answers come in order).  True when a round completed: every
+        event stamped before `synced_until()` has then been parsed.  A round
+        that does not complete in time stays pending for the next call, so a
+        slow bpftrace delays the watermark but never makes it lie.
+        """
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return False
+        if self._round is None or fresh:
+            self._start_round()
+        deadline = time.monotonic() + timeout
+        while True:
+            done = self._finish_round()
+            if done:
+                return True
+            if done is None:  # a CPU went away under us: try again with the CPUs there are
+                self._start_round()
+            left = deadline - time.monotonic()
+            if left <= 0 or proc.poll() is not None:
+                return False
+            self._read(min(left, 0.02))
+
+    def synced_until(self) -> int:
+        """CLOCK_MONOTONIC ns before which every event has been returned by poll() or
+        drain() (0 before the first sync round completed).
+
+        "Stamped before" means the BPF program ran before, which holds for every
+        record but one: without sched_prepare_exec an Exec is stamped at execve's
+        entry and its lines come when the new image runs, so an exec in progress
+        across the round comes after it (the recorder's one-poll margin covers
+        that; it changes no process's membership).
+        """
+        return self._synced
+
+    def _read(self, timeout: float, batch: float = 0.0) -> None:
         """Read what bpftrace wrote: wait up to `timeout` for the first bytes, then
-        read on while more comes within `linger`."""
+        read on until `batch` s after them, and while more is there at once."""
         proc = self._proc
         if proc is None or proc.stdout is None:
             return
         fd = proc.stdout.fileno()
         wait = timeout
+        end: float | None = None
         total = 0
         while total < (64 << 20):
             ready, _, _ = select.select([fd], [], [], max(0.0, wait))
@@ -688,7 +821,9 @@ class BpftraceBackend(Backend):
             else:
                 self.parser.feed(buf[:cut])
                 self._buf = buf[cut + 1:]
-            wait = linger
+            if end is None:
+                end = time.monotonic() + batch
+            wait = end - time.monotonic()
 
     def _check_alive(self) -> None:
         proc = self._proc
@@ -698,24 +833,32 @@ class BpftraceBackend(Backend):
                                 f"{self._stderr_reason()}")
 
     def poll(self, timeout_ms: int) -> list[Event]:
+        """What bpftrace printed; then (up to POLL_SYNC_S) a sync round, so that when
+        it completes every event stamped before this call is among those returned
+        (or pending in the parser: an exec whose lines are not all there yet).
+
+        bpftrace writes each line on its own: after the first, poll() reads on for
+        POLL_BATCH_S so that a busy recording is read in batches, and a new round
+        starts at most every SYNC_EVERY_NS (a round pins this thread to each CPU).
+        """
         self._check_alive()
         self.parser.resync()
-        self._read(timeout_ms / 1000)
-        # bpftrace reads each CPU's buffer in turn and, when loaded, late: a round
-        # trip through the kernel makes sure everything emitted before now is here,
-        # so that the recorder's reordering window (about one poll) is enough.
-        self.sync()
+        self._read(timeout_ms / 1000, batch=POLL_BATCH_S)
+        if self._round is not None or time.monotonic_ns() - self._round_sent >= SYNC_EVERY_NS:
+            self.sync(POLL_SYNC_S)
         self.parser.expire()
         return self.parser.take()
 
     def drain(self) -> list[Event]:
-        self.sync()
+        """Everything stamped before this call (a fresh round, up to DRAIN_SYNC_S)."""
+        self.sync(DRAIN_SYNC_S, fresh=True)
         self._read(0)
         self.parser.expire(everything=True)
         return self.parser.take()
 
     def tracked(self) -> int | None:
-        """Processes of the tree alive as far as every event read so far tells."""
+        """Processes of the tree alive as far as every event read so far tells
+        (after waiting for the pending sync round, or one started now)."""
         if self.config.tracer_pid is None or self._proc is None:
             return None
         self.sync()

@@ -260,6 +260,17 @@ def test_long_argv0_is_flagged() -> None:
     assert ex.truncated is True and (ex.argv or [""])[0] == "a" * (CHUNK - 1)
 
 
+def test_failed_exec_filename_cut_at_the_limit_is_flagged() -> None:
+    p = Parser(245, clock_offset=0)
+    p.feed(b"\n".join([
+        printf(f"X 1 11 2 {hexs((b'/' + b'd' * 300)[:CHUNK - 1])}"),  # str() kept 199 bytes
+        printf(f"X 2 11 2 {hexs(b'/' + b'd' * (CHUNK - 2))}"),  # 199 bytes: may be cut too
+        printf(f"X 3 11 2 {hexs(b'/' + b'd' * (CHUNK - 3))}"),  # 198 bytes: whole
+    ]))
+    assert [(len(e.filename), e.truncated) for e in p.take() if isinstance(e, ExecFailed)] == [
+        (CHUNK - 1, True), (CHUNK - 1, True), (CHUNK - 2, False)]
+
+
 def test_simple_records_and_clock_offset() -> None:
     p = Parser(245, clock_offset=1000)
     p.feed(b"\n".join([
@@ -319,6 +330,39 @@ def test_lost_events_handshake_and_junk() -> None:
     assert len(evs) == 2 and p.lost == 45
     assert (p.attached, p.handshakes, p.level, p.inum, p.tracer) == (17, 1, 2, 4026532000, 1)
     assert (p.bad, p.orphans) == (3, 1)
+
+
+def test_sync_round_completes_when_every_cpu_answered() -> None:
+    """BpftraceBackend.sync's bookkeeping: H lines with (seq, cpu) answer a round."""
+    b = bt.BpftraceBackend(bt.BackendConfig(tracer_pid=1))
+    assert b.synced_until() == 0  # nothing proven before the first round
+    b._round = bt._Round(started=1000, want={1: 0, 2: 1})
+    b.parser.feed(b"\n".join([printf("H 0 4026531836 5738 0 1"),  # start-up: not an answer
+                               printf("H 0 4026531836 5738 1 0")]))
+    assert b.parser.answers == {1: 0} and b.parser.handshakes == 2
+    assert b._finish_round() is False and b.synced_until() == 0
+    b.parser.feed(printf("H 0 4026531836 5738 2 1"))
+    assert b._finish_round() is True and b.synced_until() == 1000
+    assert b._round is None and b.parser.answers == {} and b.sync_rounds == 1
+    # answers of an abandoned older round are cleaned up with the newer round's
+    b._round = bt._Round(started=3000, want={5: 0, 6: 1})
+    b.parser.feed(b"\n".join(printf(f"H 0 1 5738 {s} {c}") for s, c in
+                              [(3, 0), (5, 0), (4, 1), (6, 1)]))
+    assert b._finish_round() is True and b.synced_until() == 3000 and b.parser.answers == {}
+    # an answer from another CPU than the one its call was pinned to proves nothing
+    b._round = bt._Round(started=5000, want={7: 0, 8: 1})
+    b.parser.feed(b"\n".join([printf("H 0 1 5738 7 1"), printf("H 0 1 5738 8 1")]))
+    assert b._finish_round() is None and b.synced_until() == 3000 and b._round is None
+    # the proof never moves back
+    b._round = bt._Round(started=2000, want={9: -1})
+    b.parser.feed(printf("H 0 1 5738 9 0"))
+    assert b._finish_round() is True and b.synced_until() == 3000
+
+
+def test_cpu_lists() -> None:
+    assert bt.parse_cpu_list("0-3,6,8-9\n") == [0, 1, 2, 3, 6, 8, 9]
+    assert bt.parse_cpu_list("0\n") == [0]
+    assert bt.online_cpus()  # this machine's
 
 
 def test_c_string_and_unhex() -> None:

@@ -80,7 +80,8 @@ def random_events(seed: int, n: int = 400) -> list[Event]:
                                       sid=rnd.choice([None, 5, pid]), uid=rnd.choice([None, 0]),
                                       truncated=rnd.random() < 0.1, **kw))
         elif r < 0.65:
-            evs.append(ExecFailed(t, pid, rnd.choice(["/x", from_bytes(b"/\xff")]), 2))
+            evs.append(ExecFailed(t, pid, rnd.choice(["/x", from_bytes(b"/\xff")]), 2,
+                                  truncated=t % 3 == 0))
         elif r < 0.72:
             evs.append(SetPGID(t, 100, 1, rnd.choice([pid, 100]), pid))
         elif r < 0.77:
@@ -218,6 +219,23 @@ def test_read_recording_keeps_its_contract(tmp_path: Path) -> None:
     assert [(e.timestamp, e.KIND) for e in rec.events] == [
         (e.timestamp, e.KIND) for e in sorted(events, key=lambda e: e.timestamp)]
     assert rec.events == sorted(events, key=lambda e: e.timestamp)
+
+
+def test_exec_failed_truncated_is_written_only_when_true(tmp_path: Path) -> None:
+    from proctrace_bcc.recording import dumps_event
+
+    cut, whole = ExecFailed(5, 100, "/a" * 99, 2, truncated=True), ExecFailed(6, 100, "/b", 2)
+    assert orjson.loads(dumps_event(cut))["ExecFailed"]["truncated"] is True
+    assert dumps_event(whole) == (b'{"ExecFailed":{"timestamp":6,"pid":100,"filename":"/b",'
+                                  b'"errno":2}}\n')
+    f = write(tmp_path / "x.ndjson", [Exec.from_argv(1, 100, 1, 100, ["sh"]), cut, whole], 100)
+    assert [e for e in read_recording(f).events if isinstance(e, ExecFailed)] == [cut, whole]
+    with Source(f) as src:
+        an = Analysis(src)
+        an.run()
+        _, tree = an.finish()
+    assert [(e.filename, e.truncated) for p in tree.processes for e in p.failed_execs] == [
+        ("/a" * 99, True), ("/b", False)]
 
 
 def test_bad_line_in_fast_path_names_the_line(tmp_path: Path) -> None:
