@@ -101,6 +101,8 @@ def start_backend(name: str, config: BackendConfig, warn: TextIO | None) -> Back
         config.fds = False
     b = make_backend(name, config)
     b.start()
+    for notice in b.notices:
+        _write(warn, f"proctrace-bcc: {notice}\n")
     return b
 
 

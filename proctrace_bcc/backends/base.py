@@ -41,6 +41,8 @@ class Backend(abc.ABC):
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
+        # What the user should know about this backend here (printed once by `record`).
+        self.notices: list[str] = []
 
     @abc.abstractmethod
     def start(self) -> None:
