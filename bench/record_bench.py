@@ -21,6 +21,10 @@ Sections (method and measured figures: docs/benchmarks.md):
 - ``completeness``: processes in the recording against processes spawned,
   P = 1, 2, 4, 8 parallel storms; then where losses begin: a fixed-rate
   spawner (bench/workloads/spawn.c) against small perf buffers;
+- ``fds``: what ``record --fds`` adds (BCC): untraced, bcc and bcc --fds in
+  rotation on the two storms, on a storm whose processes hold ~100 and ~250
+  descriptors (bench/workloads/holdfds.c), and on ``./configure``; the
+  recording's size per exec and how many execs carry their fd table;
 - ``startup``: time from launching ``record`` to the first instruction of
   CMD, per backend, and (BCC) a breakdown of where it goes
   (bench/workloads/startup_profile.py); then the two costs of syscall
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -58,9 +63,15 @@ CACHE = ROOT / ".cache" / "bench"
 BIN = CACHE / "bin"
 PY = sys.executable
 TRUE = "/bin/true"
-SECTIONS = ("storm", "configure", "completeness", "startup")
+SECTIONS = ("storm", "configure", "completeness", "fds", "startup")
 RECORDERS = ("bcc", "bpftrace")
 MODES = ("untraced", "bcc", "bpftrace", "strace")
+FDS_MODES = ("untraced", "bcc", "bcc-fds")  # "<backend>-fds": `record --fds`
+
+
+def backend_of(mode: str) -> str:
+    """The recorder behind a mode ("bcc-fds" -> "bcc"), or the mode itself."""
+    return mode.removesuffix("-fds")
 END_GRACE = 20.0  # a tracer still running this long after its workload ended is stopped
 
 
@@ -75,7 +86,7 @@ def build_helpers() -> dict[str, Path]:
         sys.exit("record_bench: a C compiler (cc) is needed for the timing helpers")
     BIN.mkdir(parents=True, exist_ok=True)
     out = {}
-    for name in ("timed", "spawn"):
+    for name in ("timed", "spawn", "holdfds"):
         src, exe = WORKLOADS / f"{name}.c", BIN / name
         if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
             subprocess.run([cc, "-O2", "-Wall", "-o", str(exe), str(src)], check=True)
@@ -170,6 +181,7 @@ class Run:
     counts: dict[str, int] = field(default_factory=dict)  # recording: events by kind, ...
     header_startup_s: float | None = None  # what the recorder wrote in its Header
     never_ended: bool = False  # the tracer had to be stopped (see Runner._watch)
+    rec_bytes: int = 0  # size of the recording file
 
 
 def count_recording(path: Path) -> tuple[dict[str, int], float | None]:
@@ -182,8 +194,12 @@ def count_recording(path: Path) -> tuple[dict[str, int], float | None]:
             d = orjson.loads(line)
             ((kind, v),) = d.items()
             kinds[kind] += 1
-            if kind == "Exec" and v.get("filename") == TRUE:
-                kinds["true_execs"] += 1
+            if kind == "Exec":
+                if v.get("filename") == TRUE:
+                    kinds["true_execs"] += 1
+                if v.get("fds") is not None:
+                    kinds["execs_with_fds"] += 1
+                    kinds["fd_entries"] += len(v["fds"])
             elif kind == "Lost":
                 kinds["lost"] += int(v.get("count") or 0)
             elif kind == "End":
@@ -199,6 +215,7 @@ class Runner:
     def __init__(self, tools: dict[str, Path], tmp: Path, timeout: float) -> None:
         self.timed = tools["timed"]
         self.spawn = tools["spawn"]
+        self.holdfds = tools["holdfds"]
         self.tmp = tmp
         self.unavailable: dict[str, str] = {}
         self.timeout = timeout
@@ -212,7 +229,9 @@ class Runner:
         if mode == "strace":
             return ["strace", "-f", "-o", "/dev/null", "--", *inner]
         cmd = [PY, "-m", "proctrace_bcc", "record", "-q", "--as-root", "-o", str(rec),
-               "--backend", mode]
+               "--backend", backend_of(mode)]
+        if mode.endswith("-fds"):
+            cmd.append("--fds")
         if buffer_pages is not None:
             cmd += ["--buffer-pages", str(buffer_pages)]
         return [*cmd, "--", *inner]
@@ -257,8 +276,9 @@ class Runner:
             r.never_ended = True
         elif proc.returncode != 0 and r.ok:
             r.ok, r.error = False, f"{cmd[0]} exited {proc.returncode}"
-        if mode in RECORDERS:
+        if backend_of(mode) in RECORDERS:
             if rec.exists():
+                r.rec_bytes = rec.stat().st_size
                 r.counts, r.header_startup_s = count_recording(rec)
                 if r.ok and "End" not in r.counts:
                     r.ok, r.error = False, "recording has no End event"
@@ -295,7 +315,7 @@ class Runner:
             if m == "strace" and shutil.which("strace") is None:
                 self.unavailable[m] = "strace is not installed"
                 continue
-            if m in RECORDERS:
+            if backend_of(m) in RECORDERS:
                 r = self.run(m, [TRUE])
                 if not r.ok:
                     self.unavailable[m] = r.error or "failed"
@@ -353,12 +373,15 @@ def summarize(runs: dict[str, list[Run]], fixed_cpu: dict[str, float],
             s["startup_s"] = med([r.startup_s for r in good if r.startup_s is not None])
             s["shutdown_s"] = med([r.shutdown_s for r in good if r.shutdown_s is not None])
         s["never_ended"] = sum(1 for r in rs if r.never_ended)
-        if mode in RECORDERS:
+        if backend_of(mode) in RECORDERS:
             s["lost_total"] = sum(r.counts.get("lost", 0) for r in rs)
-            for k in ("Exec", "Exit", "Fork", "true_execs"):
+            for k in ("Exec", "Exit", "Fork", "true_execs", "execs_with_fds", "fd_entries"):
                 vals = [r.counts.get(k, 0) for r in good]
                 if vals:
                     s[f"{k}_min"], s[f"{k}_max"] = min(vals), max(vals)
+            per_exec = [r.rec_bytes / r.counts["Exec"] for r in good if r.counts.get("Exec")]
+            if per_exec:
+                s["rec_bytes_per_exec"] = med(per_exec)
         out[mode] = s
     return out
 
@@ -380,7 +403,7 @@ def print_overhead(title: str, summary: dict[str, Any], unavailable: dict[str, s
         rng = (f"{s['paired_ratio_min']:.3f}-{s['paired_ratio_max']:.3f}"
                if "paired_ratio_min" in s else "-")
         procs = "-"
-        if mode in RECORDERS:
+        if backend_of(mode) in RECORDERS:
             if expect_true is not None:
                 procs = f"{s.get('true_execs_min', 0)}/{expect_true}"
             else:
@@ -522,6 +545,67 @@ def section_completeness(runner: Runner, recorders: list[str], quick: bool) -> d
     return out
 
 
+def section_fds(runner: Runner, modes: list[str], runs: int, n: int, configure_runs: int,
+                package: str | None, held: list[int]) -> dict[str, Any]:
+    """What `record --fds` adds: untraced, bcc, bcc --fds in rotation."""
+    out: dict[str, Any] = {"workloads": {}}
+    if "bcc" not in modes:
+        print("\n--fds: bcc not available, nothing measured")
+        return out
+    fmodes = [m for m in FDS_MODES if m in modes or m == "bcc-fds"]
+    if "bcc-fds" not in runner.probe(["bcc-fds"]):
+        print(f"\n--fds: record --fds not available: {runner.unavailable.get('bcc-fds')}")
+        return out
+    out["fixed_cpu_s"] = {m: runner.fixed_cpu.get(m) for m in ("bcc", "bcc-fds")}
+    storm = ["/bin/sh", str(WORKLOADS / "storm.sh")]
+    half = max(1, n // 2)
+    cases: list[tuple[str, str, list[str], Path | None, int | None, int]] = [
+        (f"storm_1x{n}", f"storm: 1 loop x {n} /bin/true", [*storm, str(n), "1"], None, n,
+         runs),
+        (f"storm_2x{n}", f"storm: 2 loops x {n} /bin/true", [*storm, str(n), "2"], None,
+         2 * n, runs),
+    ]
+    for k in held:
+        cases.append((f"held{k}_storm_1x{half}",
+                      f"{k} descriptors held: holdfds {k} + 1 loop x {half} /bin/true "
+                      "(every process carries them)",
+                      [str(runner.holdfds), str(k), *storm, str(half), "1"], None, half, runs))
+    if package and configure_runs > 0:
+        tree = configure_tree(package)
+        cases.append(("configure", f"./configure of Debian source package {package}",
+                      ["./configure"], tree, None, configure_runs))
+    for label, title, workload, cwd, expect, nruns in cases:
+        print(f"  fds {label}: {' '.join(workload[-4:])}", file=sys.stderr)
+        rs = rotate(runner, fmodes, workload, nruns, cwd=cwd)
+        s = summarize(rs, runner.fixed_cpu)
+        vs = summarize({"bcc": rs["bcc"], "bcc-fds": rs["bcc-fds"]}, runner.fixed_cpu,
+                       base="bcc")["bcc-fds"]
+        out["workloads"][label] = {
+            "title": title, "expected_true_execs": expect, "summary": s, "fds_vs_bcc": vs,
+            "runs": {m: [asdict(r) for r in v] for m, v in rs.items()},
+        }
+        print_overhead(f"--fds, {title}", s, {}, expect_true=expect)
+        print(f"  {'bcc-fds / bcc':<15} ratio {fmt(vs.get('ratio'), '.3f')}, best "
+              f"{fmt(vs.get('best_ratio'), '.3f')}, paired "
+              f"{fmt(vs.get('paired_ratio_min'), '.3f')}-{fmt(vs.get('paired_ratio_max'), '.3f')}"
+              f" (median {fmt(vs.get('paired_ratio_median'), '.3f')}), workload cpu "
+              f"{fmt(vs.get('workload_cpu_ratio'), '.3f')}")
+        for m in ("bcc", "bcc-fds"):
+            x = s.get(m, {})
+            execs = x.get("Exec_min")
+            fd_per_exec = (x["fd_entries_min"] / execs
+                           if execs and x.get("fd_entries_min") is not None else None)
+            print(f"  {m:<15} {fmt(x.get('rec_bytes_per_exec'), '.0f')} recording bytes per exec,"
+                  f" execs {x.get('Exec_min', '-')}-{x.get('Exec_max', '-')}, with fd table "
+                  f"{x.get('execs_with_fds_min', 0)}-{x.get('execs_with_fds_max', 0)}, "
+                  f"{fmt(fd_per_exec, '.1f')} fds per exec, lost {x.get('lost_total', '-')}")
+    print("  bpftrace --fds: not measured.  The bpftrace backend reads no descriptor table "
+          "per exec;\n  --fds there only adds a /proc snapshot of the processes still alive "
+          "when the recording\n  stops, after the workload (and its timing) ended: none are "
+          "alive at the end of these workloads.")
+    return out
+
+
 def section_startup(runner: Runner, modes: list[str], runs: int,
                     profile_runs: int) -> dict[str, Any]:
     startup_modes = [m for m in modes if m in ("untraced", *RECORDERS)]
@@ -639,6 +723,12 @@ def run_sections(runner: Runner, args: argparse.Namespace, sections: list[str], 
             runner, modes, args.configure_runs or min(runs, 3), args.package)
     if "completeness" in sections:
         results["completeness"] = section_completeness(runner, recorders, args.quick)
+    if "fds" in sections:
+        held = [int(x) for x in args.fds_held.split(",") if x.strip()]
+        results["fds"] = section_fds(
+            runner, modes, args.fds_runs or runs, storm_n,
+            args.configure_runs or min(runs, 3), None if args.fds_no_configure else args.package,
+            held)
     if "startup" in sections:
         results["startup"] = section_startup(
             runner, modes, max(3, 2 * runs), 1 if args.quick else 3)
@@ -659,6 +749,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="Debian source package whose ./configure is timed (default hello)")
     ap.add_argument("--configure-runs", type=int, default=None,
                     help="rotations for configure (default: --runs, at most 3)")
+    ap.add_argument("--fds-runs", type=int, default=None,
+                    help="rotations per workload of the fds section (default: --runs)")
+    ap.add_argument("--fds-held", default="100,250",
+                    help="descriptors held by the storm in the fds section (default 100,250)")
+    ap.add_argument("--fds-no-configure", action="store_true",
+                    help="fds section: leave ./configure out")
     ap.add_argument("--run-timeout", type=float, default=1800.0,
                     help="stop any run (SIGTERM, then SIGKILL) after this many seconds")
     args = ap.parse_args(argv)
@@ -676,6 +772,8 @@ def main(argv: list[str] | None = None) -> int:
             "kernel": platform.release(), "cpus": os.cpu_count(), "python": PY,
             "argv": sys.argv[1:], "runs": runs, "quick": args.quick,
             "loadavg_start": loadavg(),
+            "bpf_program_sha256": hashlib.sha256(
+                (ROOT / "bpf_programs" / "proctrace.bpf.c").read_bytes()).hexdigest()[:16],
             "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                      capture_output=True, text=True).stdout.strip(),
         }
