@@ -337,6 +337,30 @@ static __always_inline void emit_fds(void *ctx, struct scratch *s, void *task)
         count = FDS_MAX;
         ev->flags |= PT_F_FDS_TRUNCATED;
     }
+    /* Stop after the last open descriptor (open_fds bitmap, FDS_MAX / 64 words). */
+    {
+        void *open_fds = 0;
+        READ_PTR(open_fds, fdt, OFF_FDT_OPEN_FDS);
+        __u32 last = 0;
+#pragma unroll
+        for (__u32 w = 0; w < FDS_MAX / 64; w++) {
+            __u64 x = 0;
+            bpf_probe_read_kernel(&x, 8, (char *)open_fds + w * 8);
+            /* words at or past max_fds are not the bitmap: drop them (no branch) */
+            __s64 d = (__s64)count - (__s64)(w * 64) - 1;
+            x &= ~(__u64)(d >> 63);
+            /* fls(x) without branches (each branch would double the verifier's paths):
+             * smear the highest bit down, then count the bits. */
+            x |= x >> 1; x |= x >> 2; x |= x >> 4; x |= x >> 8; x |= x >> 16; x |= x >> 32;
+            x = x - ((x >> 1) & 0x5555555555555555ULL);
+            x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+            x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+            __u64 fls = (x * 0x0101010101010101ULL) >> 56;
+            __u64 nz = (fls + 63) >> 6;
+            last = last * (1 - nz) + (w * 64 + fls) * nz;
+        }
+        count = last < count ? last : count;
+    }
 #pragma clang loop unroll(disable)
     for (__u32 i = 0; i < FDS_MAX; i++) {
         if (i >= count)
