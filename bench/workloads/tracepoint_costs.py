@@ -25,7 +25,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
@@ -55,7 +54,7 @@ def main() -> int:
     import bcc
 
     from proctrace_bcc.backends.base import BackendConfig
-    from proctrace_bcc.backends.bcc import BccBackend, bpf_dir
+    from proctrace_bcc.backends.bcc import BccBackend, bpf_dir, detach_tracepoints
     from proctrace_bcc.headers import find_header_tree
 
     os.environ["BCC_KERNEL_SOURCE"] = str(find_header_tree().path)
@@ -96,12 +95,7 @@ def main() -> int:
             n = len(b.tracepoint_fds)
             t = time.perf_counter()
             if how == "parallel":
-                threads = [threading.Thread(target=b.detach_tracepoint, args=(tp,))
-                           for tp in list(b.tracepoint_fds)]
-                for th in threads:
-                    th.start()
-                for th in threads:
-                    th.join()
+                detach_tracepoints(b)
             b.cleanup()
             (serial if how == "serial" else parallel).append(time.perf_counter() - t)
     out["tracepoints"] = n
