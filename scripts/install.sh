@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # System packages for recording and for the test suite.
 APT_PACKAGES=(
   python3 python3-venv python3-bpfcc bpftrace strace bats bpftool procps util-linux
-  chromium nodejs npm
+  gcc libc6-dev chromium nodejs npm
 )
 arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 APT_PACKAGES+=("linux-headers-$arch")

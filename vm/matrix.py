@@ -414,13 +414,49 @@ def vng_cmd(k: CachedKernel, kvm: bool, exec_cmd: str, rwdirs: Sequence[Path],
     return cmd
 
 
+HOST_TOOLS = REPO / "vm" / "host-tools.conf"
+
+
+@dataclass(frozen=True, slots=True)
+class HostTool:
+    names: tuple[str, ...]  # a name looked up in PATH, or absolute paths (any one will do)
+    package: str
+    who: str
+
+    def found(self) -> bool:
+        return any(os.access(n, os.X_OK) if n.startswith("/") else shutil.which(n) is not None
+                   for n in self.names)
+
+
+def read_host_tools(path: Path = HOST_TOOLS) -> list[HostTool]:
+    """vm/host-tools.conf: `tool package who...` lines (the one list of host needs)."""
+    tools = []
+    for n, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 2)
+        if len(parts) < 3:
+            raise MatrixError(f"{path}:{n}: expected `tool package who`, got {raw.strip()!r}")
+        tools.append(HostTool(tuple(parts[0].split("|")), parts[1], parts[2]))
+    return tools
+
+
+def missing_tools(tools: Sequence[HostTool]) -> list[HostTool]:
+    return [t for t in tools if not t.found()]
+
+
 def check_tools() -> None:
-    missing = [t for t in ("qemu-system-x86_64", "depmod", "busybox", "file", "apt-get",
-                           "dpkg-deb") if shutil.which(t) is None]
+    """Fail before booting anything when a host tool (vm/host-tools.conf) is missing."""
+    missing = missing_tools(read_host_tools())
+    problems = [f"{t.names[0]} (package {t.package}; {t.who})" for t in missing]
     if not (TOOLS_BIN / "vng").is_file() or not (TOOLS_BIN / "virtme-run").is_file():
-        missing.append(f"{TOOLS_BIN}/vng (virtme-ng)")
-    if missing:
-        raise MatrixError(f"missing {', '.join(missing)}: run vm/provision.sh --matrix-host")
+        problems.append(f"{TOOLS_BIN}/vng (virtme-ng)")
+    if problems:
+        pkgs = sorted({t.package for t in missing})
+        fix = f"apt-get install {' '.join(pkgs)}, or " if pkgs else ""
+        raise MatrixError(f"missing on this host: {'; '.join(problems)}: "
+                          f"{fix}run vm/provision.sh --matrix-host")
 
 
 def kvm_works(k: CachedKernel) -> tuple[bool, str]:
@@ -456,6 +492,43 @@ def kill_guests(*_: object) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     if _:
         raise SystemExit(130)
+
+
+# What virtme-ng-init prints when it cannot find its virtio-serial script ports.
+NO_SCRIPT_PORTS = "cannot find script I/O ports"
+
+
+def judge(outcome: Outcome, result: dict[str, object] | None, rc: int, console: str,
+          timed_out: float | None) -> None:
+    """Fill `outcome` from the guest's result.json (None: none was written), the exit
+    status of vng (`rc`) and the console log.  A guest whose end cannot be confirmed
+    (result incomplete, or its exit status did not come back) counts as failed."""
+    if result is None:
+        outcome.failed = max(outcome.failed, 1)
+        outcome.note = (f"timed out after {timed_out:.0f} s" if timed_out is not None
+                        else f"no result from the guest (exit {rc})")
+    else:
+        _judge_result(outcome, result, rc)
+    if outcome.failed and NO_SCRIPT_PORTS in console:
+        outcome.note += ("; virtme-ng-init found no /dev/virtio-ports (is udev installed "
+                         "on the host? see vm/host-tools.conf)")
+
+
+def _judge_result(outcome: Outcome, result: dict[str, object], rc: int) -> None:
+    outcome.passed = int(str(result.get("passed", 0)))
+    outcome.failed = int(str(result.get("failed", 0)))
+    outcome.skipped = int(str(result.get("skipped", 0)))
+    if result.get("release") != outcome.release:
+        outcome.failed += 1
+        outcome.note = f"guest ran {result.get('release')}, not {outcome.release}"
+    elif not result.get("complete") and outcome.failed == 0:
+        outcome.failed += 1
+        outcome.note = "the guest's result.json is incomplete (it stopped before its end)"
+    elif rc != 0 and outcome.failed == 0:
+        outcome.failed += 1
+        outcome.note = (f"the guest reported {outcome.passed} passed, 0 failed, "
+                        f"{outcome.skipped} skipped, but its exit status did not come back "
+                        f"(vng exited {rc}): counted as a failure")
 
 
 def run_kernel(k: CachedKernel, kvm: bool, cpus: int, memory: str, timeout: float,
@@ -505,19 +578,8 @@ def run_kernel(k: CachedKernel, kvm: bool, cpus: int, memory: str, timeout: floa
         LIVE.discard(proc)
     outcome.seconds = time.monotonic() - t0
     result = out_dir / "result.json"
-    if result.is_file():
-        r = json.loads(result.read_text())
-        outcome.passed, outcome.failed, outcome.skipped = r["passed"], r["failed"], r["skipped"]
-        if r.get("release") != k.release:
-            outcome.failed += 1
-            outcome.note = f"guest ran {r.get('release')}, not {k.release}"
-        elif rc != 0 and outcome.failed == 0:
-            outcome.failed += 1
-            outcome.note = f"guest exited {rc}"
-    else:
-        outcome.failed = max(outcome.failed, 1)
-        outcome.note = (f"timed out after {timeout:.0f} s" if timed_out
-                        else f"no result from the guest (exit {rc})")
+    judge(outcome, json.loads(result.read_text()) if result.is_file() else None, rc,
+          console.read_text(errors="replace"), timeout if timed_out else None)
     if outcome.failed and not verbose:
         tail = console.read_text(errors="replace").splitlines()[-40:]
         sys.stderr.write("".join(f"[{k.spec.name}] {ln}\n" for ln in tail))

@@ -5,8 +5,9 @@
 #
 #   vm/provision.sh                  BCC, bpftrace, headers of the running kernel,
 #                                    the tools the kernel tests use, the project venv
-#   vm/provision.sh --matrix-host    the same, plus QEMU, virtme-ng (in .cache/vm/tools),
-#                                    kmod, busybox-static, e2fsprogs, ruby
+#   vm/provision.sh --matrix-host    the same, plus the packages of vm/host-tools.conf
+#                                    (QEMU, udev, kmod, busybox-static, e2fsprogs, ...)
+#                                    and virtme-ng (in .cache/vm/tools)
 #   vm/provision.sh --packages P...  only install Debian/Ubuntu packages P (if missing)
 #
 # Environment: PROCTRACE_REPO (default: the folder above this script),
@@ -104,7 +105,10 @@ fi
 
 # --- what the VM matrix host needs -----------------------------------------------
 if [ -n "$matrix_host" ]; then
-    apt_install qemu-system-x86 kmod busybox-static e2fsprogs file binutils ruby
+    # The packages of vm/host-tools.conf (the one list; vm/matrix.py checks its tools).
+    mapfile -t host_pkgs < <(awk '!/^[[:space:]]*#/ && NF >= 3 { print $2 }' \
+        "$here/host-tools.conf" | sort -u)
+    apt_install "${host_pkgs[@]}"
     tools=${PROCTRACE_VM_CACHE:-$REPO/.cache/vm}/tools
     if [ -x "$tools/bin/vng" ] && [ "$("$tools/bin/vng" --version 2>/dev/null)" = "virtme-ng $VIRTME_NG_VERSION" ]; then
         say "virtme-ng $VIRTME_NG_VERSION ok"

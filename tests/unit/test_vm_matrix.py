@@ -151,3 +151,124 @@ def test_vagrantfile_check_catches_mistakes(ruby: str, tmp_path: Path,
     p = _check(ruby, bad)
     assert p.returncode == 1
     assert re.search(why, p.stderr), p.stderr
+
+
+# --- what the matrix host needs (vm/host-tools.conf) -------------------------------
+
+def _outcome() -> object:
+    return matrix.Outcome("debian-6.1", "6.1.0-57-amd64")
+
+
+def _result(**kw: object) -> dict[str, object]:
+    r: dict[str, object] = {"release": "6.1.0-57-amd64", "passed": 9, "failed": 0,
+                            "skipped": 0, "complete": True}
+    r.update(kw)
+    return r
+
+
+def test_a_complete_guest_that_exited_0_passes() -> None:
+    o = _outcome()
+    matrix.judge(o, _result(), 0, "", None)
+    assert (o.passed, o.failed, o.skipped, o.note) == (9, 0, 0, "")
+
+
+def test_a_lost_exit_status_is_said_plainly_and_fails() -> None:
+    o = _outcome()
+    console = "virtme-ng-init: virtme-init: cannot find script I/O ports; make sure ...\n"
+    matrix.judge(o, _result(), 255, console, None)
+    assert o.failed == 1 and o.passed == 9
+    assert "reported 9 passed, 0 failed, 0 skipped" in o.note
+    assert "exit status did not come back (vng exited 255)" in o.note
+    assert "udev" in o.note
+
+
+def test_an_incomplete_result_fails_even_with_exit_0() -> None:
+    o = _outcome()
+    r = _result()
+    del r["complete"]
+    matrix.judge(o, r, 0, "", None)
+    assert o.failed == 1 and "incomplete" in o.note
+
+
+def test_no_result_fails_and_says_why() -> None:
+    o = _outcome()
+    matrix.judge(o, None, 255, "", None)
+    assert o.failed == 1 and o.note == "no result from the guest (exit 255)"
+    o = _outcome()
+    matrix.judge(o, None, -9, "", 1500.0)
+    assert o.note == "timed out after 1500 s"
+
+
+def test_a_missing_host_tool_fails_fast_naming_its_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "host-tools.conf"
+    conf.write_text("# comment\nsh  dash  shell\n"
+                    "/nonexistent/systemd-udevd|/nope/udevd  udev  guest init\n")
+    tools = matrix.read_host_tools(conf)
+    assert [t.package for t in matrix.missing_tools(tools)] == ["udev"]
+    monkeypatch.setattr(matrix, "read_host_tools", lambda: tools)
+    with pytest.raises(matrix.MatrixError, match=r"systemd-udevd \(package udev; guest init\)"
+                       r".*apt-get install udev"):
+        matrix.check_tools()
+
+
+def test_bad_host_tools_line_names_file_and_line(tmp_path: Path) -> None:
+    conf = tmp_path / "host-tools.conf"
+    conf.write_text("qemu-system-x86_64 qemu-system-x86\n")
+    with pytest.raises(matrix.MatrixError, match=r"host-tools.conf:1:"):
+        matrix.read_host_tools(conf)
+
+
+def _programs_run(path: Path) -> set[str]:
+    """The programs a vm/*.py script runs: the first element of every literal argv list
+    passed to subprocess.run/Popen/check_output or run_checked."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        f = node.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+        if name not in ("run", "Popen", "check_output", "run_checked"):
+            continue
+        argv = node.args[0]
+        if isinstance(argv, ast.List) and argv.elts and isinstance(argv.elts[0], ast.Constant):
+            found.add(str(argv.elts[0].value))
+    return found
+
+
+def test_host_tools_name_every_program_the_matrix_and_guest_run() -> None:
+    listed = {n for t in matrix.read_host_tools() for n in t.names}
+    run = _programs_run(REPO / "vm" / "matrix.py") | _programs_run(REPO / "vm" / "guest.py")
+    assert {"apt-get", "dpkg-deb", "depmod", "mke2fs", "modprobe", "mount"} <= run  # the scan works
+    assert run - listed == set()
+    # what virtme-ng and its guest init look for on the (shared) root filesystem
+    for need in ("qemu-system-x86_64", "busybox", "udevadm", "/usr/lib/systemd/systemd-udevd",
+                 "file"):
+        assert need in listed
+
+
+def _apt_packages_of(script: Path) -> set[str]:
+    """Package names a provisioning script installs (apt_install lines, APT_PACKAGES=(...))."""
+    text = script.read_text()
+    pkgs: set[str] = set()
+    for m in re.finditer(r"^\s*apt_install ([^\n$]+)$", text, re.M):
+        pkgs.update(w for w in m.group(1).split() if re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", w))
+    m = re.search(r"APT_PACKAGES=\(([^)]*)\)", text)
+    if m:
+        pkgs.update(w for w in m.group(1).split() if not w.startswith("#"))
+    return pkgs
+
+
+def test_every_package_the_ci_path_installs_is_listed_in_docs_vm() -> None:
+    doc = (REPO / "docs" / "vm.md").read_text()
+    section = doc[doc.index("## Packages the CI path installs"):]
+    section = section[:section.find("\n## ", 1) if "\n## " in section[1:] else None]
+    pkgs = (_apt_packages_of(REPO / "scripts" / "install.sh")
+            | _apt_packages_of(REPO / "vm" / "provision.sh")
+            | {t.package for t in matrix.read_host_tools()})
+    assert {"python3-bpfcc", "udev", "qemu-system-x86", "chromium"} <= pkgs  # the scan works
+    missing = sorted(p for p in pkgs if f"`{p}`" not in section)
+    assert missing == [], f"docs/vm.md does not list {missing}"
+    assert "host-tools.conf" in (REPO / "vm" / "provision.sh").read_text()
