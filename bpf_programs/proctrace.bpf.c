@@ -73,13 +73,14 @@ struct fork_files {
 };
 BPF_TABLE("lru_hash", __u32, struct fork_files, fork_fds, 16384); /* tgid -> fork-time files */
 #endif
-BPF_ARRAY(stats, __u64, 4); /* 0: traced map full, 1: arg area faults, 2: argv0 faults */
+BPF_ARRAY(stats, __u64, PT_STAT_COUNT); /* enum pt_stat -> count */
 
 #define READ_PTR(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(void *), (char *)(base) + (off))
 #define READ_U32(dst, base, off) bpf_probe_read_kernel(&(dst), 4, (char *)(base) + (off))
 
-static __always_inline void bump(int idx)
+static __always_inline void bump(enum pt_stat slot)
 {
+    int idx = slot;
     __u64 *v = stats.lookup(&idx);
     if (v)
         __sync_fetch_and_add(v, 1);
@@ -166,8 +167,7 @@ static __always_inline int fill(struct config *c, struct pt_event *ev, void *tas
     ev->pgid = task_pidtype(c, task, PIDTYPE_PGID_);
     ev->sid = task_pidtype(c, task, PIDTYPE_SID_);
     ev->uid = (__u32)bpf_get_current_uid_gid();
-    ev->arg0 = ev->arg1 = ev->arg2 = 0;
-    ev->len0 = ev->len1 = ev->len2 = ev->len3 = 0;
+    __builtin_memset(&ev->u, 0, sizeof(ev->u));
     ev->cpu = bpf_get_smp_processor_id();
     return 1;
 }
@@ -207,7 +207,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 #if FILTER
     __u8 one = 1;
     if (traced.update(&child_tgid, &one) != 0)
-        bump(0);
+        bump(PT_STAT_TRACED_FULL);
 #endif
 #if WITH_FDS
     {
@@ -229,9 +229,9 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
         }
     }
 #endif
-    ev.arg0 = child_tgid;
-    ev.arg1 = task_pidtype(c, child, PIDTYPE_PGID_);
-    ev.arg2 = task_pidtype(c, child, PIDTYPE_SID_);
+    ev.u.fork.child_pid = child_tgid;
+    ev.u.fork.child_pgid = task_pidtype(c, child, PIDTYPE_PGID_);
+    ev.u.fork.child_sid = task_pidtype(c, child, PIDTYPE_SID_);
     events.perf_submit(ctx, &ev, sizeof(ev));
     return 0;
 }
@@ -288,11 +288,11 @@ static __always_inline int exec_exit(void *ctx, long ret)
         s = scratch_buf.lookup(&cpu);
         struct config *c = get_config();
         if (s && c && fill(c, &s->ev, (void *)bpf_get_current_task(), PT_EXEC_FAILED)) {
-            s->ev.arg0 = -ret;
+            s->ev.u.exec_failed.error = -ret;
             /* The kernel's getname() touched the string: it is resident now. */
             long n = bpf_probe_read_user_str(s->data, PATH_MAX_, a->filename);
             __u32 len = n > 0 ? n - 1 : 0;
-            s->ev.len1 = len;
+            s->ev.u.exec_failed.filename_len = len;
             len &= (PATH_MAX_ - 1);
             events.perf_submit(ctx, s, sizeof(struct pt_event) + len);
         }
@@ -321,7 +321,7 @@ static __always_inline void emit_fds(void *ctx, struct scratch *s, void *task)
     struct pt_event *ev = &s->ev;
     ev->type = PT_FDS;
     ev->flags = 0;
-    ev->len1 = ev->len2 = ev->len3 = 0;
+    __builtin_memset(&ev->u, 0, sizeof(ev->u));
     void *files = 0, *fdt = 0, *fdarr = 0;
     __u32 max_fds = 0;
     READ_PTR(files, task, OFF_TASK_FILES);
@@ -393,7 +393,7 @@ static __always_inline void emit_fds(void *ctx, struct scratch *s, void *task)
         READ_PTR(name, dentry, OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
         bpf_probe_read_kernel_str(o->name, sizeof(o->name), name);
     }
-    ev->len0 = count * sizeof(struct pt_fd);
+    ev->u.fds.size = count * sizeof(struct pt_fd);
     __u64 size = sizeof(struct pt_event) + (count & (2 * FDS_MAX - 1)) * sizeof(struct pt_fd);
     if (size > sizeof(struct scratch))
         return;
@@ -414,10 +414,10 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     if (!fill(c, &s->ev, task, PT_EXEC))
         return 0;
     struct pt_event *ev = &s->ev;
-    ev->arg0 = old_tid;
+    ev->u.exec.old_tid = old_tid;
     __s32 argc = 0;
     READ_U32(argc, bprm, OFF_BINPRM_ARGC);
-    ev->arg1 = argc;
+    ev->u.exec.argc = argc;
 
     /* 1. the new image's argument area: resident, complete */
     void *mm = 0;
@@ -437,10 +437,10 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
         len = ARGV_MAX;
     if (len && bpf_probe_read_user(s->data, len, (void *)arg_start) != 0) {
         ev->flags |= PT_F_ARGS_FAULT;
-        bump(1);
+        bump(PT_STAT_ARGS_FAULT);
         len = 0;
     }
-    ev->len0 = len;
+    ev->u.exec.args_len = len;
     __u32 off = len;
 
     /* 2. the file the kernel executed */
@@ -452,7 +452,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
         return 0;
     long n = bpf_probe_read_kernel_str(s->data + off, PATH_MAX_, filename);
     __u32 flen = n > 0 ? n - 1 : 0;
-    ev->len1 = flen;
+    ev->u.exec.filename_len = flen;
     off += flen & (PATH_MAX_ - 1);
 
     /* 3. for `#!` scripts (and binfmt_misc): the interpreter, and the caller's argv[0] */
@@ -463,7 +463,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
             return 0;
         n = bpf_probe_read_kernel_str(s->data + off, PATH_MAX_, interp);
         __u32 ilen = n > 0 ? n - 1 : 0;
-        ev->len2 = ilen;
+        ev->u.exec.interp_len = ilen;
         off += ilen & (PATH_MAX_ - 1);
         struct exec_args *a = inflight_exec.lookup(&old_tid);
         if (a && a->argv0_ok) {
@@ -472,11 +472,11 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
                 return 0;
             __u32 alen = a->argv0_len & (PATH_MAX_ - 1);
             bpf_probe_read_kernel(s->data + off, alen, a->argv0);
-            ev->len3 = alen;
+            ev->u.exec.argv0_len = alen;
             ev->flags |= PT_F_ARGV0;
             off += alen;
         } else {
-            bump(2);
+            bump(PT_STAT_ARGV0_FAULT);
         }
     }
     inflight_exec.delete(&old_tid);
@@ -520,7 +520,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
         READ_U32(status, signal, OFF_SIGNAL_GROUP_EXIT_CODE);
     else
         READ_U32(status, task, OFF_TASK_EXIT_CODE);
-    ev.arg0 = status;
+    ev.u.exit.status = status;
     events.perf_submit(ctx, &ev, sizeof(ev));
     __u32 tgid = ev.pid;
 #if FILTER
@@ -565,8 +565,8 @@ TRACEPOINT_PROBE(syscalls, sys_exit_setpgid)
         return 0;
     /* Resolve 0 arguments as the kernel does: pid 0 = caller, pgid 0 = target pid. */
     __s32 target = copy.pid ? copy.pid : (__s32)ev.pid;
-    ev.arg0 = target;
-    ev.arg1 = copy.pgid ? copy.pgid : target;
+    ev.u.setpgid.target_pid = target;
+    ev.u.setpgid.pgid = copy.pgid ? copy.pgid : target;
     events.perf_submit(args, &ev, sizeof(ev));
     return 0;
 }
@@ -581,7 +581,7 @@ TRACEPOINT_PROBE(syscalls, sys_exit_setsid)
     struct pt_event ev = {};
     if (!fill(c, &ev, (void *)bpf_get_current_task(), PT_SETSID))
         return 0;
-    ev.arg0 = ev.sid;
+    ev.u.setsid.sid = ev.sid;
     events.perf_submit(args, &ev, sizeof(ev));
     return 0;
 }

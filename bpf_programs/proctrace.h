@@ -18,14 +18,15 @@ typedef uint32_t __u32;
 typedef int32_t __s32;
 #endif
 
-#define PT_FORK 1        /* arg0 = child pid, arg1 = child pgid, arg2 = child sid */
-#define PT_EXEC 2        /* arg0 = old tid, arg1 = argc of the new image; data below */
-#define PT_EXEC_FAILED 3 /* arg0 = errno (positive); data = filename (len1 bytes) */
-#define PT_EXIT 4        /* arg0 = wait status (code << 8 | core 0x80 | signal) */
-#define PT_SETPGID 5     /* arg0 = target pid, arg1 = new pgid */
-#define PT_SETSID 6      /* arg0 = new sid */
-#define PT_FDS 7         /* fd table right after an exec; data = `len0` bytes of struct pt_fd;
-                            always follows its PT_EXEC on the same CPU (flag PT_F_HAS_FDS) */
+#define PT_FORK 1        /* payload u.fork */
+#define PT_EXEC 2        /* payload u.exec; data below */
+#define PT_EXEC_FAILED 3 /* payload u.exec_failed; data = filename (filename_len bytes) */
+#define PT_EXIT 4        /* payload u.exit */
+#define PT_SETPGID 5     /* payload u.setpgid */
+#define PT_SETSID 6      /* payload u.setsid */
+#define PT_FDS 7         /* fd table right after an exec; payload u.fds; data = `size` bytes of
+                            struct pt_fd; always follows its PT_EXEC on the same CPU
+                            (flag PT_F_HAS_FDS) */
 
 /* flags */
 #define PT_F_TRUNCATED 0x1    /* argument area longer than ARGV_MAX: cut */
@@ -40,12 +41,68 @@ typedef int32_t __s32;
 #define PT_FD_EMPTY 0xffffffff /* pt_fd.fd of an unused slot */
 #define PT_FD_INHERIT_UNKNOWN 2 /* pt_fd.inherited: fd >= 64 or fork not seen */
 
+/* Slots of the `stats` array map (counters the kernel side bumps). */
+enum pt_stat {
+    PT_STAT_TRACED_FULL = 0, /* `traced` map full: a forked child not tracked */
+    PT_STAT_ARGS_FAULT = 1,  /* an exec's argument area could not be read */
+    PT_STAT_ARGV0_FAULT = 2, /* a script's caller argv[0] was not captured at entry */
+    PT_STAT_COUNT = 3,
+};
+
+/* The per-kind part of struct pt_event (member u, named after the kind). */
+struct pt_fork {
+    __s32 child_pid;  /* the child's tgid */
+    __s32 child_pgid;
+    __s32 child_sid;
+};
+
 /* PT_EXEC data, in this order, no terminators:
- *   len0 bytes: the new image's argument area (NUL-separated strings)
- *   len1 bytes: bprm->filename
- *   len2 bytes: bprm->interp (only when PT_F_SCRIPT)
- *   len3 bytes: the caller's argv[0], read at syscall entry (when PT_F_ARGV0)
+ *   args_len bytes:     the new image's argument area (NUL-separated strings)
+ *   filename_len bytes: bprm->filename
+ *   interp_len bytes:   bprm->interp (only when PT_F_SCRIPT)
+ *   argv0_len bytes:    the caller's argv[0], read at syscall entry (when PT_F_ARGV0)
  */
+struct pt_exec {
+    __s32 old_tid;      /* the thread that called exec (the tgid's leader takes over) */
+    __s32 argc;         /* argc of the new image */
+    __u32 args_len;
+    __u32 filename_len;
+    __u32 interp_len;
+    __u32 argv0_len;
+};
+
+struct pt_exec_failed {
+    __s32 error;        /* errno (positive) */
+    __u32 filename_len; /* bytes of data: the filename passed to exec */
+};
+
+struct pt_exit {
+    __s32 status; /* wait status (code << 8 | core 0x80 | signal) */
+};
+
+struct pt_setpgid {
+    __s32 target_pid; /* the process whose group changed (0 resolved to the caller) */
+    __s32 pgid;       /* its new group (0 resolved to target_pid) */
+};
+
+struct pt_setsid {
+    __s32 sid; /* the new session */
+};
+
+struct pt_fds {
+    __u32 size; /* bytes of struct pt_fd entries in data */
+};
+
+union pt_payload {
+    struct pt_fork fork;
+    struct pt_exec exec;
+    struct pt_exec_failed exec_failed;
+    struct pt_exit exit;
+    struct pt_setpgid setpgid;
+    struct pt_setsid setsid;
+    struct pt_fds fds;
+};
+
 struct pt_event {
     __u64 ts;    /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) */
     __u32 type;  /* PT_* */
@@ -56,13 +113,7 @@ struct pt_event {
     __u32 pgid;
     __u32 sid;
     __u32 uid;
-    __s32 arg0;
-    __s32 arg1;
-    __s32 arg2;
-    __u32 len0;
-    __u32 len1;
-    __u32 len2;
-    __u32 len3;
+    union pt_payload u; /* by type: u.fork, u.exec, ... */
     __u32 cpu;
 };
 

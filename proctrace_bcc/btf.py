@@ -111,7 +111,6 @@ for _kind, _fixed, _per in (
 
 # Kinds that only qualify another type (followed when resolving).
 _MODIFIERS = frozenset({KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG})
-_QUALIFIERS = frozenset({KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG})
 _RECORDS = frozenset({KIND_STRUCT, KIND_UNION})
 # Kinds findable by name, in order of preference for a bare name.
 _BY_NAME_ORDER = (
@@ -362,13 +361,6 @@ class BTF:
                 return tid
             tid = self._words[i + 2]
         self._fail(f"typedef/modifier chain too long at type id {tid}")
-
-    def _strip_qualifiers(self, tid: int) -> int:
-        for _ in range(_MAX_CHAIN):
-            if tid == 0 or self.kind(tid) not in _QUALIFIERS:
-                return tid
-            tid = self._words[self._rec(tid) + 2]
-        self._fail(f"modifier chain too long at type id {tid}")
 
     def pointer_size(self) -> int:
         """Size of a pointer: that of the kernel's `long` (BTF does not record it)."""

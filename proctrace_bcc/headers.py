@@ -30,7 +30,6 @@ INSTALL_HINT = (
 class HeaderTree:
     path: Path
     how: str  # one line: where it came from
-    matches_kernel: bool
 
 
 def _usable(p: Path) -> bool:
@@ -66,11 +65,11 @@ def find_header_tree(src_root: Path = Path("/usr/src")) -> HeaderTree:
     if env:
         p = Path(env)
         if _usable(p):
-            return HeaderTree(p, f"BCC_KERNEL_SOURCE={env}", release in p.name)
+            return HeaderTree(p, f"BCC_KERNEL_SOURCE={env}")
         raise BackendUnavailable("bcc", f"BCC_KERNEL_SOURCE={env} is not a kernel header tree")
     build = Path("/lib/modules") / release / "build"
     if _usable(build):
-        return HeaderTree(build, f"{build} (matches the running kernel)", True)
+        return HeaderTree(build, f"{build} (matches the running kernel)")
     flavours = []
     if src_root.is_dir():
         for d in src_root.iterdir():
@@ -83,8 +82,7 @@ def find_header_tree(src_root: Path = Path("/usr/src")) -> HeaderTree:
                                  _version_key(d.name)), reverse=True)
     for flavour in flavours:
         if _usable(flavour):
-            return HeaderTree(flavour, f"{flavour} (another release; offsets come from BTF)",
-                              False)
+            return HeaderTree(flavour, f"{flavour} (another release; offsets come from BTF)")
         m = re.match(r"(linux-headers-[\d.]+-\d+)", flavour.name)
         if m:
             common = src_root / f"{m.group(1)}-common"
@@ -96,5 +94,5 @@ def find_header_tree(src_root: Path = Path("/usr/src")) -> HeaderTree:
                         "bcc", f"cannot merge {common} and {flavour}: {exc}"
                     ) from None
                 return HeaderTree(merged, f"{common} + {flavour} merged in {merged} "
-                                          "(another release; offsets come from BTF)", False)
+                                          "(another release; offsets come from BTF)")
     raise BackendUnavailable("bcc", f"no kernel header tree found; {INSTALL_HINT}")

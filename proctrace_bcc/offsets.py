@@ -2,9 +2,11 @@
 
 The BPF C never uses a kernel header's struct layout: it reads memory at
 ``(char *)ptr + OFF_...`` with values computed here and passed to BCC as
-``-DOFF_...=N`` cflags (see `defines`).  To need one more offset, add one line
-to `REQUIRED` (or `SIZES`); every define is checked against a C compiler's
-``offsetof`` by tests/unit/test_btf.py.
+``-DOFF_...=N`` cflags (see `defines`).  `REQUIRED` and `SIZES` list exactly
+the OFF_/SIZE_ names bpf_programs/proctrace.bpf.c uses (tests/unit/test_btf.py
+proves it: a missing member aborts start-up, so nothing unused may be listed).
+To need one more offset, use it in the C and add one line here; every define is
+checked against a C compiler's ``offsetof`` by tests/unit/test_btf.py.
 
 A member path may list alternatives separated by ``|`` (first one present
 wins) for members that kernels renamed; paths may be dotted (``live.counter``)
@@ -28,14 +30,11 @@ REQUIRED: list[tuple[str, str, str]] = [
     ("OFF_TASK_TGID", "task_struct", "tgid"),
     ("OFF_TASK_PID", "task_struct", "pid"),
     ("OFF_TASK_REAL_PARENT", "task_struct", "real_parent"),
-    ("OFF_TASK_GROUP_LEADER", "task_struct", "group_leader"),
     ("OFF_TASK_SIGNAL", "task_struct", "signal"),
     ("OFF_TASK_EXIT_CODE", "task_struct", "exit_code"),
     ("OFF_TASK_MM", "task_struct", "mm"),
     ("OFF_TASK_THREAD_PID", "task_struct", "thread_pid"),
     ("OFF_TASK_FILES", "task_struct", "files"),
-    ("OFF_TASK_START_TIME", "task_struct", "start_time"),
-    ("OFF_TASK_FLAGS", "task_struct", "flags"),
     ("OFF_SIGNAL_PIDS", "signal_struct", "pids"),
     ("OFF_SIGNAL_LIVE", "signal_struct", "live.counter"),
     ("OFF_SIGNAL_FLAGS", "signal_struct", "flags"),
@@ -44,42 +43,33 @@ REQUIRED: list[tuple[str, str, str]] = [
     ("OFF_PID_NUMBERS", "pid", "numbers"),
     ("OFF_UPID_NR", "upid", "nr"),
     ("OFF_UPID_NS", "upid", "ns"),
-    ("OFF_PIDNS_LEVEL", "pid_namespace", "level"),
     ("OFF_PIDNS_NS", "pid_namespace", "ns"),
     ("OFF_NS_COMMON_INUM", "ns_common", "inum"),
-    # pid_namespace -> its inode number in one step (== OFF_PIDNS_NS + OFF_NS_COMMON_INUM
-    # where ns is a struct ns_common, 3.19 to 6.18 at least; proc_inum before 3.19).
-    ("OFF_PIDNS_INUM", "pid_namespace", "ns.inum|proc_inum"),
     ("OFF_MM_ARG_START", "mm_struct", "arg_start"),
     ("OFF_MM_ARG_END", "mm_struct", "arg_end"),
     ("OFF_BINPRM_FILENAME", "linux_binprm", "filename"),
     ("OFF_BINPRM_INTERP", "linux_binprm", "interp"),
     ("OFF_BINPRM_ARGC", "linux_binprm", "argc"),
-    ("OFF_BINPRM_FILE", "linux_binprm", "file"),
     ("OFF_FILES_FDT", "files_struct", "fdt"),
     ("OFF_FDT_MAX_FDS", "fdtable", "max_fds"),
     ("OFF_FDT_FD", "fdtable", "fd"),
-    ("OFF_FDT_CLOSE_ON_EXEC", "fdtable", "close_on_exec"),
     ("OFF_FDT_OPEN_FDS", "fdtable", "open_fds"),
     ("OFF_FILE_F_INODE", "file", "f_inode"),
     ("OFF_FILE_F_FLAGS", "file", "f_flags"),
     ("OFF_FILE_F_PATH", "file", "f_path"),
     ("OFF_PATH_DENTRY", "path", "dentry"),
-    ("OFF_PATH_MNT", "path", "mnt"),
     ("OFF_INODE_I_MODE", "inode", "i_mode"),
     ("OFF_INODE_I_INO", "inode", "i_ino"),
     ("OFF_INODE_I_SB", "inode", "i_sb"),
     ("OFF_INODE_I_RDEV", "inode", "i_rdev"),
     ("OFF_SB_S_DEV", "super_block", "s_dev"),
     ("OFF_DENTRY_D_NAME", "dentry", "d_name"),
-    ("OFF_DENTRY_D_PARENT", "dentry", "d_parent"),
     ("OFF_QSTR_NAME", "qstr", "name"),
 ]
 
 # (define name, C type): size in bytes.
 SIZES: list[tuple[str, str]] = [
     ("SIZE_UPID", "struct upid"),
-    ("SIZE_PID_PTR", "struct pid *"),
 ]
 
 _cache: dict[str, dict[str, int]] = {}

@@ -73,11 +73,12 @@ def prog_stats(fd: int) -> tuple[int, int]:
 def one_run(fds: bool, src_dir: Path | None, workload: list[str]) -> dict[str, Any]:
     from proctrace_bcc.backends import bcc as bccmod
     from proctrace_bcc.backends.base import BackendConfig
+    from proctrace_bcc.backends.bcc import program as bccprog
     from proctrace_bcc.events import Exec, Lost
 
-    orig_dir = bccmod.bpf_dir
+    orig_path = bccprog.program_path
     if src_dir is not None:
-        bccmod.bpf_dir = lambda: src_dir  # type: ignore[assignment]
+        bccprog.program_path = lambda name: src_dir / name  # type: ignore[assignment]
     rx = {"bytes": 0, "records": 0}
     orig_on_event = bccmod.BccBackend._on_event
 
@@ -91,7 +92,7 @@ def one_run(fds: bool, src_dir: Path | None, workload: list[str]) -> dict[str, A
         be = bccmod.BccBackend(BackendConfig(tracer_pid=os.getpid(), fds=fds))
         be.start()
     finally:
-        bccmod.bpf_dir = orig_dir
+        bccprog.program_path = orig_path
         bccmod.BccBackend._on_event = orig_on_event  # type: ignore[method-assign]
     try:
         funcs = {(n.decode() if isinstance(n, bytes) else n): f
@@ -134,8 +135,8 @@ def main() -> int:
     args = ap.parse_args()
     if not HOLDFDS.exists():
         raise SystemExit(f"{HOLDFDS} missing: run bench/record_bench.py once (it builds it)")
-    from proctrace_bcc.backends.bcc import bpf_dir
     from proctrace_bcc.headers import find_header_tree
+    from proctrace_bcc.programs import program_path
 
     os.environ["BCC_KERNEL_SOURCE"] = str(find_header_tree().path)
     configs: list[tuple[str, bool, Path | None]] = [("off", False, None), ("fds", True, None)]
@@ -145,7 +146,7 @@ def main() -> int:
         d = tmp / name
         d.mkdir()
         shutil.copy(path, d / "proctrace.bpf.c")
-        shutil.copy(bpf_dir() / "proctrace.h", d / "proctrace.h")
+        shutil.copy(program_path("proctrace.h"), d / "proctrace.h")
         configs.append((name, True, d))
     stats_fd = enable_stats()
     storm = ["/bin/sh", str(WORKLOADS / "storm.sh"), str(args.n), "1"]

@@ -86,6 +86,7 @@ def main() -> int:
     t = time.perf_counter()
     import proctrace_bcc.backends.bcc as bccmod
     import proctrace_bcc.record  # noqa: F401
+    from proctrace_bcc.backends.bcc import program as bccprog
 
     phases["import_record"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -121,7 +122,7 @@ def main() -> int:
     phases["other"] = start_total - sum(phases[k] for k in named)
 
     # The fixed part: what BCC costs for a program that does nothing.
-    cflags = [f for f in backend.cflags() if not f.startswith("-DOFF_")]
+    cflags = [f for f in bccprog.cflags(backend.config) if not f.startswith("-DOFF_")]
     trivial = "#include <uapi/linux/ptrace.h>\nint noop(void *ctx) { return 0; }\n"
     bcc.BPF.__init__ = bpf_init
     t = time.perf_counter()

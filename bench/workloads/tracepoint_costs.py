@@ -54,14 +54,14 @@ def main() -> int:
     import bcc
 
     from proctrace_bcc.backends.base import BackendConfig
-    from proctrace_bcc.backends.bcc import BccBackend, bpf_dir, detach_tracepoints
+    from proctrace_bcc.backends.bcc import detach_tracepoints, program
     from proctrace_bcc.headers import find_header_tree
 
     os.environ["BCC_KERNEL_SOURCE"] = str(find_header_tree().path)
     out: dict[str, Any] = {}
 
-    cflags = BccBackend(BackendConfig(tracer_pid=os.getpid())).cflags()
-    src = (bpf_dir() / "proctrace.bpf.c").read_text()
+    cflags = program.cflags(BackendConfig(tracer_pid=os.getpid()))
+    src = program.source()
     bare: list[float] = []
     one_tp: list[float] = []
     full: list[float] = []

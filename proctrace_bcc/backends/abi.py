@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes as ct
+import enum
 
 PT_FORK = 1
 PT_EXEC = 2
@@ -25,6 +26,62 @@ PT_FD_EMPTY = 0xFFFFFFFF
 PT_FD_INHERIT_UNKNOWN = 2
 
 
+class PtStat(enum.IntEnum):
+    """Slots of the `stats` array map (enum pt_stat)."""
+
+    TRACED_FULL = 0
+    ARGS_FAULT = 1
+    ARGV0_FAULT = 2
+
+
+
+class PtFork(ct.Structure):
+    _fields_ = [("child_pid", ct.c_int32), ("child_pgid", ct.c_int32), ("child_sid", ct.c_int32)]
+
+
+class PtExec(ct.Structure):
+    _fields_ = [
+        ("old_tid", ct.c_int32),
+        ("argc", ct.c_int32),
+        ("args_len", ct.c_uint32),
+        ("filename_len", ct.c_uint32),
+        ("interp_len", ct.c_uint32),
+        ("argv0_len", ct.c_uint32),
+    ]
+
+
+class PtExecFailed(ct.Structure):
+    _fields_ = [("error", ct.c_int32), ("filename_len", ct.c_uint32)]
+
+
+class PtExit(ct.Structure):
+    _fields_ = [("status", ct.c_int32)]
+
+
+class PtSetpgid(ct.Structure):
+    _fields_ = [("target_pid", ct.c_int32), ("pgid", ct.c_int32)]
+
+
+class PtSetsid(ct.Structure):
+    _fields_ = [("sid", ct.c_int32)]
+
+
+class PtFds(ct.Structure):
+    _fields_ = [("size", ct.c_uint32)]
+
+
+class PtPayload(ct.Union):
+    _fields_ = [
+        ("fork", PtFork),
+        ("exec", PtExec),
+        ("exec_failed", PtExecFailed),
+        ("exit", PtExit),
+        ("setpgid", PtSetpgid),
+        ("setsid", PtSetsid),
+        ("fds", PtFds),
+    ]
+
+
 class PtEvent(ct.Structure):
     _fields_ = [
         ("ts", ct.c_uint64),
@@ -36,13 +93,7 @@ class PtEvent(ct.Structure):
         ("pgid", ct.c_uint32),
         ("sid", ct.c_uint32),
         ("uid", ct.c_uint32),
-        ("arg0", ct.c_int32),
-        ("arg1", ct.c_int32),
-        ("arg2", ct.c_int32),
-        ("len0", ct.c_uint32),
-        ("len1", ct.c_uint32),
-        ("len2", ct.c_uint32),
-        ("len3", ct.c_uint32),
+        ("u", PtPayload),
         ("cpu", ct.c_uint32),
     ]
 
@@ -60,8 +111,15 @@ class PtFd(ct.Structure):
     ]
 
 
-# Every struct and #define the header exports, for the ABI test.
-STRUCTS: dict[str, type[ct.Structure]] = {"pt_event": PtEvent, "pt_fd": PtFd}
+# Every struct, union, enum and #define the header exports, for the ABI test.
+STRUCTS: dict[str, type[ct.Structure | ct.Union]] = {
+    "pt_fork": PtFork, "pt_exec": PtExec, "pt_exec_failed": PtExecFailed, "pt_exit": PtExit,
+    "pt_setpgid": PtSetpgid, "pt_setsid": PtSetsid, "pt_fds": PtFds, "pt_payload": PtPayload,
+    "pt_event": PtEvent, "pt_fd": PtFd,
+}
+ENUMS: dict[str, dict[str, int]] = {
+    "pt_stat": {**{f"PT_STAT_{s.name}": int(s) for s in PtStat}, "PT_STAT_COUNT": len(PtStat)},
+}
 CONSTANTS: dict[str, int] = {
     name: value for name, value in dict(globals()).items()
     if name.startswith("PT_") and isinstance(value, int)

@@ -33,14 +33,17 @@ class BackendConfig:
     argv_max: int = 49152
     buffer_pages: int = 256
     bpftrace_path: str | None = None
-    print_program: bool = False  # print generated program text to stdout and do nothing else
 
 
 class Backend(abc.ABC):
     name: str = "?"
+    # The recorder's tgid as the kernel side sees it (its pid namespace): None until
+    # start() has learnt it (from the start-up handshake).
+    tracer_tgid: int | None
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
+        self.tracer_tgid = None
         # What the user should know about this backend here (printed once by `record`).
         self.notices: list[str] = []
 
@@ -63,7 +66,9 @@ class Backend(abc.ABC):
         return None
 
     def tracked(self) -> int | None:
-        """How many traced processes the kernel side believes are alive (None: unknown)."""
+        """How many traced processes the kernel side's map holds: a count only when that
+        map is authoritative (kept by the kernel, so lost events cannot skew it), else
+        None (the recorder then judges from the events and /proc)."""
         return None
 
     @abc.abstractmethod
