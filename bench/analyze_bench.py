@@ -41,7 +41,7 @@ from proctrace_bcc.events import (
     SetPGID,
     SetSID,
 )
-from proctrace_bcc.recording import RecordingWriter
+from proctrace_bcc.writer import RecordingWriter
 
 US = 1_000
 MS = 1_000_000

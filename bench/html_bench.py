@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from proctrace_bcc.events import End, Event, Exec, Exit, Fork, Header
-from proctrace_bcc.recording import RecordingWriter, read_recording
+from proctrace_bcc.read import read_recording
 from proctrace_bcc.render import chrome_trace, html
 from proctrace_bcc.tree import build_tree
+from proctrace_bcc.writer import RecordingWriter
 
 MS = 1_000_000
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -2,14 +2,13 @@
 
 Output is written to a temporary file first and put in place (or copied to stdout)
 only when the whole analysis succeeded, so an error never leaves half an output and
-a pass can be started again (see :class:`proctrace_bcc.stream.OutOfOrder`).
+a pass can be started again (see :class:`proctrace_bcc.read.OutOfOrder`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import os
 import shutil
 import stat
@@ -17,44 +16,13 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from types import ModuleType
 from typing import IO
 
-from proctrace_bcc.errors import ProctraceError, UsageError
-from proctrace_bcc.stream import (
-    ORDERS,
-    Analysis,
-    OutOfOrder,
-    Source,
-    read_all,
-    release_tree,
-    restrict,
-)
+from proctrace_bcc.analysis import Analysis, release_tree, restrict
+from proctrace_bcc.errors import ProctraceError
+from proctrace_bcc.read import ORDERS, OutOfOrder, Source, read_recording
+from proctrace_bcc.render.registry import Renderer, StreamRenderer, renderer
 from proctrace_bcc.tree import Process, ProcessTree
-
-# Mode name -> renderer module (imported only when used).
-MODES: dict[str, str] = {
-    "sequential": "proctrace_bcc.render.sequential",
-    "by-process": "proctrace_bcc.render.by_process",
-    "mermaid": "proctrace_bcc.render.mermaid",
-    "tree": "proctrace_bcc.render.tree",
-    "html": "proctrace_bcc.render.html",
-    "chrome-trace": "proctrace_bcc.render.chrome_trace",
-    "fds": "proctrace_bcc.render.fds",
-}
-
-
-def renderer(mode: str) -> ModuleType:
-    """The module of a mode; UsageError for an unknown or unavailable mode."""
-    name = MODES.get(mode)
-    if name is None:
-        raise UsageError(f"unknown display mode {mode!r} (choose from: {', '.join(MODES)})")
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            raise UsageError(f"display mode {mode!r} is not available in this version") from None
-        raise
 
 
 def _encode(chunk: str | bytes) -> bytes:
@@ -66,21 +34,20 @@ def _encode(chunk: str | bytes) -> bytes:
         return chunk.encode("utf-8", "backslashreplace")
 
 
-def _write(mod: ModuleType, src: Source, root_pid: int | None, order: str, color: bool,
+def _write(r: Renderer, src: Source, root_pid: int | None, order: str, color: bool,
            sink: OutputSink) -> list[str]:
     """One attempt at the whole output; returns the reader's warnings."""
-    if hasattr(mod, "render_stream"):
-        an = Analysis(src, root_pid, order=order, **getattr(mod, "ANALYSIS", {}))
+    if isinstance(r, StreamRenderer):
+        an = Analysis(src, root_pid, order=order, tree=False, info=r.info)
         try:
-            sink.write_all(mod.render_stream(an))
+            sink.write_all(r.run(an))
         finally:
             an.release()
         return an.warnings
-    kw = {"color": color} if getattr(mod, "COLOR", False) else {}
-    if getattr(mod, "NEEDS_EVENTS", True):
-        rec, tree = restrict(read_all(src), root_pid)
+    if r.events:
+        rec, tree = restrict(read_recording(src), root_pid)
         try:
-            sink.write_all(mod.render(rec, tree, **kw))
+            sink.write_all(r.run(rec, tree, color))
         finally:
             release_tree(build_tree_roots(tree))
         return rec.warnings
@@ -88,7 +55,7 @@ def _write(mod: ModuleType, src: Source, root_pid: int | None, order: str, color
     try:
         an.run()
         rec, tree = an.finish()
-        sink.write_all(mod.render(rec, tree, **kw))
+        sink.write_all(r.run(rec, tree, color))
     finally:
         an.release()
     return rec.warnings
@@ -184,7 +151,7 @@ def use_color(output: Path | None) -> bool:
 
 def analyze(input: str, output: Path | None, mode: str, root_pid: int | None) -> None:
     """Render `input` (a path or '-') in `mode` to `output` (None: stdout)."""
-    mod = renderer(mode)
+    r = renderer(mode)
     color = use_color(output)
     was_enabled = gc.isenabled()
     gc.disable()  # millions of long-lived objects: collections would only cost time
@@ -192,7 +159,7 @@ def analyze(input: str, output: Path | None, mode: str, root_pid: int | None) ->
         with Source(input) as src:
             sink = OutputSink(output)
             try:
-                warnings = _run(mod, src, root_pid, color, sink)
+                warnings = _run(r, src, root_pid, color, sink)
                 sink.commit()
             finally:
                 sink.discard()
@@ -203,14 +170,14 @@ def analyze(input: str, output: Path | None, mode: str, root_pid: int | None) ->
         sys.stderr.write(f"proctrace-bcc: warning: {w}\n")
 
 
-def _run(mod: ModuleType, src: Source, root_pid: int | None, color: bool,
+def _run(r: Renderer, src: Source, root_pid: int | None, color: bool,
          sink: OutputSink) -> list[str]:
     for order in ORDERS:
         try:
-            return _write(mod, src, root_pid, order, color, sink)
+            return _write(r, src, root_pid, order, color, sink)
         except OutOfOrder:
             sink.reset()  # start again, tolerating more disorder
     raise AssertionError("unreachable: the last order sorts everything")
 
 
-__all__ = ["MODES", "analyze", "renderer", "use_color"]
+__all__ = ["analyze", "use_color"]

@@ -18,10 +18,11 @@ from pathlib import Path
 import orjson
 
 from proctrace_bcc import __version__
+from proctrace_bcc.analysis import Analysis
 from proctrace_bcc.analyze import OutputSink
+from proctrace_bcc.codec import dumps_header
 from proctrace_bcc.events import Header
-from proctrace_bcc.recording import dumps_header
-from proctrace_bcc.stream import ORDERS, Analysis, OutOfOrder, Source
+from proctrace_bcc.read import ORDERS, OutOfOrder, Source
 
 _NL = orjson.OPT_APPEND_NEWLINE
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+from proctrace_bcc.codec import Slow, event_from_obj, is_str_list
 from proctrace_bcc.events import (
     End,
     Event,
@@ -26,6 +28,7 @@ from proctrace_bcc.events import (
     SetPGID,
     SetSID,
 )
+from proctrace_bcc.lineage import Subtree
 
 
 @dataclass(slots=True)
@@ -55,7 +58,6 @@ class Process:
     pgid_history: list[tuple[int, int]] = field(default_factory=list)  # (time, pgid)
     sid_history: list[tuple[int, int]] = field(default_factory=list)  # (time, sid)
     children: list[Process] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)  # only with keep_events=True
     uid: int | None = None
     fd_snapshot: FdSnapshot | None = None
     depth: int = 0
@@ -166,12 +168,12 @@ class ProcessTree:
 
 
 class _Builder:
-    def __init__(self, keep_events: bool, root_pid: int | None = None) -> None:
-        self.keep_events = keep_events
+    """The reference rules: what each event does to the processes (see lineage)."""
+
+    def __init__(self, root_pid: int | None = None) -> None:
         self.root_pid = root_pid
         self.processes: list[Process] = []
         self.live: dict[int, Process] = {}  # pid -> newest process with that pid
-        self.owners: list[Process | None] = []
 
     def _new(self, pid: int, t: int, ppid: int | None) -> Process:
         parent = self.live.get(ppid) if ppid else None
@@ -214,8 +216,6 @@ class _Builder:
                 pgid = ev.child_pgid if ev.child_pgid is not None else ev.parent_pgid
                 self._set_pgid(owner, t, pgid)
                 self._set_sid(owner, t, ev.sid)
-                if self.keep_events:
-                    owner.events.append(ev)
                 return owner
             parent = self._get(ev.parent_pid, t, None)
             self._set_pgid(parent, t, ev.parent_pgid)
@@ -256,24 +256,20 @@ class _Builder:
                 owner.fd_snapshot = ev
         else:
             owner = None
-        if owner is not None and self.keep_events:
-            owner.events.append(ev)
         return owner
 
 
-def build_tree(events: Iterable[Event], header: Header | None = None, *,
-               keep_events: bool = False) -> ProcessTree:
+def build_tree(events: Iterable[Event], header: Header | None = None) -> ProcessTree:
     """Build the tree from events in timestamp order."""
-    tree, _ = build_tree_with_owners(events, header, keep_events=keep_events)
+    tree, _ = build_tree_with_owners(events, header)
     return tree
 
 
-def build_tree_with_owners(events: Iterable[Event], header: Header | None = None, *,
-                           keep_events: bool = False
+def build_tree_with_owners(events: Iterable[Event], header: Header | None = None
                            ) -> tuple[ProcessTree, list[Process | None]]:
     """Like build_tree, and also the process each event belongs to (None: global)."""
     root_pid = header.root_pid if header is not None and not header.raw else None
-    b = _Builder(keep_events, root_pid)
+    b = _Builder(root_pid)
     owners: list[Process | None] = []
     first: int | None = None
     last = 0
@@ -300,3 +296,160 @@ def build_tree_with_owners(events: Iterable[Event], header: Header | None = None
                        start=first if first is not None else 0, end=last, lost=lost,
                        end_event=end_event, lost_events=lost_events)
     return tree, owners
+
+
+# ---------------------------------------------------------------------------
+# The tree from parsed dicts (proctrace_bcc.analysis)
+
+
+class FastBuilder(_Builder, Subtree[Process]):
+    """tree._Builder fed with parsed dicts; tracks the selected subtree while building.
+
+    ``_fast`` inlines the reference rules of ``_Builder.add`` (``_get``, ``_set_pgid``,
+    ``_set_sid``) for speed; tests/unit/test_stream.py checks both give the same tree.
+    """
+
+    def __init__(self, select_pid: int | None) -> None:
+        _Builder.__init__(self)
+        Subtree.__init__(self, select_pid)
+
+    def _new(self, pid: int, t: int, ppid: int | None) -> Process:
+        p = _Builder._new(self, pid, t, ppid)
+        self.place(p, pid, p.parent)
+        return p
+
+    def _forget_adopted(self, pid: int) -> Process | None:
+        """The process a Fork of `pid` replaces (tree._Builder's adoption rule), if any."""
+        old = self.live.get(pid)
+        if old is not None and old.exit is None and old.fork_time is None and not (
+            old.execs or old.children
+        ):
+            self.forget(old)
+            return old
+        return None
+
+    def add(self, ev: Event) -> Process | None:
+        if isinstance(ev, Fork):
+            self._forget_adopted(ev.child_pid)
+        return super().add(ev)
+
+    def add_obj(self, t: int, tag: str, body: dict[str, Any]) -> Process | None:
+        """Add one event body; ValueError (from event_from_obj) if it is malformed."""
+        try:
+            return self._fast(t, tag, body)
+        except (Slow, KeyError):
+            pass
+        ev = event_from_obj(tag, body)
+        if isinstance(ev, (Lost, End)):
+            return None
+        return self.add(ev)
+
+    def _proc(self, pid: int, t: int, ppid: int | None) -> Process:
+        # _Builder._get, inlined in _fast for the common case.
+        p = self.live.get(pid)
+        if p is None or p.exit is not None:
+            return self._new(pid, t, ppid)
+        if p.ppid is None and ppid:
+            p.ppid = ppid
+        return p
+
+    def _fast(self, t: int, tag: str, body: dict[str, Any]) -> Process | None:
+        # Every check happens before the first change of state, so that a body that
+        # falls back to the reference path is never applied twice.
+        if tag == "Exec":
+            pid, ppid, pgid = body["pid"], body["ppid"], body["pgid"]
+            cmdline = body["cmdline"]
+            argv = body.get("argv")
+            filename = body.get("filename")
+            interp = body.get("interpreter")
+            if (type(pid) is not int or type(ppid) is not int or type(pgid) is not int
+                    or type(cmdline) is not str or not is_str_list(argv)
+                    or (interp is not None and not is_str_list(interp))
+                    or (filename is not None and type(filename) is not str)
+                    or body.get("fds") is not None):
+                raise Slow
+            sid = body.get("sid")
+            uid = body.get("uid")
+            owner = self.live.get(pid)
+            if owner is None or owner.exit is not None:
+                owner = self._new(pid, t, ppid)
+            elif owner.ppid is None and ppid:
+                owner.ppid = ppid
+            owner.execs.append(ExecSpan(t, cmdline, argv, filename, interp,
+                                        body.get("truncated", False), None))
+            if uid is not None:
+                owner.uid = uid
+            h = owner.pgid_history
+            if not h or h[-1][1] != pgid:
+                h.append((t, pgid))
+            if sid is not None:
+                h = owner.sid_history
+                if not h or h[-1][1] != sid:
+                    h.append((t, sid))
+            return owner
+        if tag == "Fork":
+            ppid, cpid, ppgid = body["parent_pid"], body["child_pid"], body["parent_pgid"]
+            if type(ppid) is not int or type(cpid) is not int or type(ppgid) is not int:
+                raise Slow
+            cpgid = body.get("child_pgid")
+            sid = body.get("sid")
+            live = self.live
+            parent = live.get(ppid)
+            if parent is None or parent.exit is not None:
+                parent = self._new(ppid, t, None)
+            h = parent.pgid_history
+            if not h or h[-1][1] != ppgid:
+                h.append((t, ppgid))
+            old = live.get(cpid)
+            if old is not None and old.exit is None and old.fork_time is None:
+                old = self._forget_adopted(cpid)
+                if old is not None:
+                    self.processes.remove(old)
+            owner = self._new(cpid, t, ppid)
+            owner.fork_time = t
+            owner.pgid_history.append((t, cpgid if cpgid is not None else ppgid))
+            if sid is not None:
+                owner.sid_history.append((t, sid))
+            return owner
+        if tag == "Exit":
+            pid, ppid, pgid = body["pid"], body["ppid"], body["pgid"]
+            if type(pid) is not int or type(ppid) is not int or type(pgid) is not int:
+                raise Slow
+            ev = Exit(t, pid, ppid, pgid, body.get("exit_code"), body.get("signal"),
+                      body.get("core_dumped", False))
+            owner = self._proc(pid, t, ppid)
+            owner.exit = ev
+            return owner
+        if tag == "ExecFailed":
+            pid, filename, err = body["pid"], body["filename"], body["errno"]
+            if type(pid) is not int or type(err) is not int or type(filename) is not str:
+                raise Slow
+            owner = self._proc(pid, t, None)
+            owner.failed_execs.append(ExecFailed(t, pid, filename, err,
+                                                 body.get("truncated", False)))
+            return owner
+        if tag == "SetPGID":
+            pid, ppid, pgid, target = body["pid"], body["ppid"], body["pgid"], body["target_pid"]
+            if (type(pid) is not int or type(ppid) is not int or type(pgid) is not int
+                    or type(target) is not int):
+                raise Slow
+            owner = self._proc(target, t, None)
+            h = owner.pgid_history
+            if not h or h[-1][1] != pgid:
+                h.append((t, pgid))
+            return owner
+        if tag == "SetSID":
+            pid, ppid, pgid = body["pid"], body["ppid"], body["pgid"]
+            if type(pid) is not int or type(ppid) is not int or type(pgid) is not int:
+                raise Slow
+            sid = body["sid"]
+            owner = self._proc(pid, t, ppid)
+            h = owner.pgid_history
+            if not h or h[-1][1] != pgid:
+                h.append((t, pgid))
+            if sid is not None:
+                h = owner.sid_history
+                if not h or h[-1][1] != sid:
+                    h.append((t, sid))
+            return owner
+        raise Slow

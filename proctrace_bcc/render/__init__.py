@@ -1,20 +1,7 @@
-"""Renderers: one module per `analyze -d MODE`.
+"""Renderers: one module per `analyze -d MODE`, and helpers they share.
 
-Contract: a module has ``render(rec: Recording, tree: ProcessTree) -> Iterable[str]``
-(chunks of text; ``bytes`` chunks are also accepted and written as they are).
-Optional module attributes that `analyze` looks at:
-
-- ``NEEDS_EVENTS = False``: ``render`` uses the tree only, so `analyze` may pass a
-  Recording whose ``events`` list is empty and build the tree in a streaming pass;
-  without it, ``rec.events`` holds every event of the analysed subtree;
-- ``render_stream(analysis: proctrace_bcc.stream.Analysis) -> Iterable[str | bytes]``:
-  the mode consumes the streaming pass itself (sequential, by-process);
-- ``ANALYSIS = {"tree": False}`` (with ``render_stream``): keyword arguments of the
-  Analysis; ``tree=False`` only tracks which events belong to the subtree
-  (``proctrace_bcc.stream.Membership``, ``info=True`` keeps each process's commands)
-  and builds no tree;
-- ``COLOR = True``: ``render`` takes a keyword ``color: bool`` (True only when writing
-  to a terminal).
+What each mode needs (events, a tree, or only membership; color) and how `analyze`
+calls it is declared in :mod:`proctrace_bcc.render.registry`.
 
 Strings from the kernel may hold invalid UTF-8 (surrogate escapes): renderers show
 them with :func:`oneline` or :func:`proctrace_bcc.events.display`.

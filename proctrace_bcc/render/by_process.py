@@ -8,7 +8,7 @@ Events that belong to no process (Lost, End) come last under ``Recording:``.
 
 The streaming form keeps no event object and builds no tree: each cleaned line goes
 to a temporary spill file and only its offset is kept (8 bytes per event), with a
-few fields per process (stream.Light: pid, parent, first command).
+few fields per process (membership.Light: pid, parent, first command).
 """
 
 from __future__ import annotations
@@ -16,54 +16,22 @@ from __future__ import annotations
 import mmap
 import tempfile
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import orjson
 
-from proctrace_bcc.recording import Recording, event_to_obj
+from proctrace_bcc.analysis import Analysis
+from proctrace_bcc.membership import Light
 from proctrace_bcc.render import oneline
-from proctrace_bcc.render.sequential import line
-from proctrace_bcc.stream import Analysis, Light
-from proctrace_bcc.tree import Process, ProcessTree, build_tree_with_owners
-
-# The streaming pass keeps a few fields per process (stream.Light), not the tree.
-ANALYSIS = {"tree": False, "info": True}
+from proctrace_bcc.render.sequential import clean
 
 _NL = orjson.OPT_APPEND_NEWLINE
 _DONTNEED: int | None = getattr(mmap, "MADV_DONTNEED", None)
-_FALSE_DEFAULTS = frozenset({"truncated", "core_dumped"})
-
-
-def title(p: Process) -> str:
-    """The header line of one process (without newline)."""
-    if p.execs:
-        cmd = p.execs[0].cmdline or p.execs[0].filename or ""
-        return f"PID {p.pid}: {oneline(cmd) if cmd else '<command unavailable>'}"
-    parent = p.parent.pid if p.parent is not None else p.ppid
-    if parent:
-        if p.inherited_command:
-            return f"PID {p.pid}: [fork of {parent}] {oneline(p.inherited_command)}"
-        return f"PID {p.pid}: [fork of {parent}]"
-    return f"PID {p.pid}: [started before the recording]"
-
-
-def _blocks(order: Iterable[Process], lines_of: dict[Process | None, list[bytes]]
-            ) -> Iterator[bytes]:
-    first = True
-    for p in order:
-        lines = lines_of.get(p)
-        if not lines:
-            continue
-        yield (b"" if first else b"\n") + title(p).encode("utf-8", "surrogateescape") + b"\n"
-        yield b"".join(lines)
-        first = False
-    glob = lines_of.get(None)
-    if glob:
-        yield (b"" if first else b"\n") + b"Recording:\n" + b"".join(glob)
 
 
 def light_title(p: Light) -> str:
-    """:func:`title` from what stream.Membership(info=True) keeps of a process."""
+    """The header line of one process (without newline), from what
+    membership.Membership(info=True) keeps of it."""
     if p.first is not None:
         return f"PID {p.pid}: {oneline(p.first) if p.first else '<command unavailable>'}"
     if p.ppid:
@@ -75,7 +43,6 @@ def light_title(p: Light) -> str:
 
 def render_stream(an: Analysis) -> Iterator[bytes]:
     dumps = orjson.dumps
-    falses = _FALSE_DEFAULTS
     offsets: dict[Light | None, array[int]] = {}
     pos = 0
     with tempfile.TemporaryFile(prefix="proctrace-by-process-") as spill:
@@ -84,9 +51,7 @@ def render_stream(an: Analysis) -> Iterator[bytes]:
             for _, _, tag, body, owner, member in chunk:
                 if not member:
                     continue
-                b = dumps({tag: {k: v for k, v in body.items()
-                                 if v is not None and not (v is False and k in falses)}},
-                          option=_NL)
+                b = dumps({tag: clean(body)}, option=_NL)
                 arr = offsets.get(owner)
                 if arr is None:
                     arr = offsets[owner] = array("q")
@@ -114,17 +79,3 @@ def render_stream(an: Analysis) -> Iterator[bytes]:
             if glob:
                 lines = [mm[o:find(b"\n", o) + 1] for o in glob]
                 yield (b"" if first else b"\n") + b"Recording:\n" + b"".join(lines)
-
-
-def render(rec: Recording, tree: ProcessTree) -> Iterable[bytes]:
-    """The contract form: `rec.events` are the (already selected) events of `tree`."""
-    _, owners = build_tree_with_owners(rec.events, rec.header)
-    by_key = {p.key: p for p in tree.processes}
-    lines_of: dict[Process | None, list[bytes]] = {}
-    for ev, o in zip(rec.events, owners, strict=True):
-        ((tag, body),) = event_to_obj(ev).items()
-        key = None if o is None else by_key.get(o.key)
-        if o is not None and key is None:
-            continue
-        lines_of.setdefault(key, []).append(line(tag, body))
-    return _blocks(tree.processes, lines_of)

@@ -27,7 +27,7 @@ import orjson
 
 from proctrace_bcc import __version__
 from proctrace_bcc.events import ExecFailed, Lost, SetPGID, SetSID, display
-from proctrace_bcc.recording import Recording
+from proctrace_bcc.read import Recording
 from proctrace_bcc.render._common import (
     ProcessLocator,
     event_pid,

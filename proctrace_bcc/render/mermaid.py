@@ -17,11 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from proctrace_bcc.recording import Recording
+from proctrace_bcc.read import Recording
 from proctrace_bcc.render import oneline
 from proctrace_bcc.tree import Process, ProcessTree
-
-NEEDS_EVENTS = False
 
 _ESCAPE = {c: f"#{ord(c)};" for c in ':#;%<>&"'}
 _TABLE = str.maketrans(_ESCAPE)

@@ -10,17 +10,12 @@ For the original proctrace's recordings the events are the converted ones
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
-from proctrace_bcc.recording import Recording, event_to_obj
-from proctrace_bcc.stream import Analysis
-from proctrace_bcc.tree import ProcessTree
-
-# The streaming pass needs no process tree, only which events are in the subtree.
-ANALYSIS = {"tree": False}
+from proctrace_bcc.analysis import Analysis
 
 _FALSE_DEFAULTS = frozenset({"truncated", "core_dumped"})
 _NL = orjson.OPT_APPEND_NEWLINE
@@ -30,10 +25,6 @@ def clean(body: dict[str, Any]) -> dict[str, Any]:
     """The body without null fields and without false `truncated`/`core_dumped`."""
     return {k: v for k, v in body.items()
             if v is not None and not (v is False and k in _FALSE_DEFAULTS)}
-
-
-def line(tag: str, body: dict[str, Any]) -> bytes:
-    return orjson.dumps({tag: clean(body)}, option=_NL)
 
 
 def render_stream(an: Analysis) -> Iterator[bytes]:
@@ -50,10 +41,3 @@ def render_stream(an: Analysis) -> Iterator[bytes]:
         if out:
             yield b"".join(out)
     an.check()  # no events, or a root that never appeared: an error, not an empty output
-
-
-def render(rec: Recording, tree: ProcessTree) -> Iterable[bytes]:
-    """The contract form: `rec.events` are the (already selected) events."""
-    for ev in rec.events:
-        ((tag, body),) = event_to_obj(ev).items()
-        yield line(tag, body)

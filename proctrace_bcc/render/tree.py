@@ -20,12 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from proctrace_bcc.recording import Recording
+from proctrace_bcc.read import Recording
 from proctrace_bcc.render import errno_name, fmt_duration, oneline
 from proctrace_bcc.tree import Process, ProcessTree
-
-NEEDS_EVENTS = False
-COLOR = True
 
 LIST_MAX = 10  # failed / never-exited processes listed at the end
 

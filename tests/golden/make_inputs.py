@@ -27,7 +27,7 @@ from proctrace_bcc.events import (
     SetSID,
     from_bytes,
 )
-from proctrace_bcc.recording import RecordingWriter
+from proctrace_bcc.writer import RecordingWriter
 
 HERE = Path(__file__).parent / "inputs"
 MS = 1_000_000

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from proctrace_bcc.recording import Recording, read_recording
+from proctrace_bcc.read import Recording, read_recording
 from proctrace_bcc.tree import Process, ProcessTree, build_tree
 from tests.support import scaled
 

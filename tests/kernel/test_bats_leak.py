@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from proctrace_bcc.events import from_bytes
-from proctrace_bcc.recording import read_recording
+from proctrace_bcc.read import read_recording
 from proctrace_bcc.tree import Process, build_tree
 from tests.support import scaled
 

@@ -243,7 +243,7 @@ def test_ctrl_c_keeps_everything_recorded(tmp_path: Path, backend: str) -> None:
     finally:
         if p.poll() is None:
             p.kill()
-    from proctrace_bcc.recording import read_recording
+    from proctrace_bcc.read import read_recording
     from proctrace_bcc.tree import build_tree
 
     rec = read_recording(out)  # valid NDJSON to the last line

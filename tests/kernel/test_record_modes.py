@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from proctrace_bcc.events import Exec
-from proctrace_bcc.recording import read_recording
+from proctrace_bcc.read import read_recording
 from proctrace_bcc.tree import build_tree
 from tests.support import scaled
 

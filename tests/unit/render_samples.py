@@ -23,8 +23,9 @@ from proctrace_bcc.events import (
     SetSID,
     from_bytes,
 )
-from proctrace_bcc.recording import Recording, RecordingWriter, read_recording
+from proctrace_bcc.read import Recording, read_recording
 from proctrace_bcc.tree import ProcessTree, build_tree
+from proctrace_bcc.writer import RecordingWriter
 
 MS = 1_000_000  # ns
 HOSTILE = '</script><img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from proctrace_bcc.events import Exec, Exit, Fork, Header, from_bytes
-from proctrace_bcc.recording import RecordingWriter
+from proctrace_bcc.writer import RecordingWriter
 
 REPO = Path(__file__).resolve().parents[2]
 INPUTS = REPO / "tests" / "golden" / "inputs"

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from proctrace_bcc.analyze import MODES, analyze, renderer
+from proctrace_bcc.analyze import analyze
 from proctrace_bcc.events import (
     End,
     Event,
@@ -27,9 +27,12 @@ from proctrace_bcc.events import (
     Header,
 )
 from proctrace_bcc.fds import FdReport, analyze_fds, common_ancestor
-from proctrace_bcc.recording import RecordingWriter, read_recording
+from proctrace_bcc.read import read_recording
 from proctrace_bcc.render import fds as render_fds
+from proctrace_bcc.render.registry import MODES
+from proctrace_bcc.render.registry import module as renderer
 from proctrace_bcc.tree import ProcessTree, build_tree
+from proctrace_bcc.writer import RecordingWriter
 
 MS = 1_000_000
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "fds"

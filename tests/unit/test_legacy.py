@@ -9,7 +9,7 @@ import pytest
 
 from proctrace_bcc.errors import RecordingError
 from proctrace_bcc.events import Exec, ExecFailed, Exit, Fork, SetPGID, SetSID
-from proctrace_bcc.recording import read_recording
+from proctrace_bcc.read import read_recording
 
 INPUTS = Path(__file__).resolve().parents[1] / "golden" / "inputs"
 

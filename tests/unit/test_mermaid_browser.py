@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from proctrace_bcc.analysis import Analysis
 from proctrace_bcc.analyze import analyze
+from proctrace_bcc.read import Source
 from proctrace_bcc.render import oneline
 from proctrace_bcc.render.mermaid import _outcome, bars
-from proctrace_bcc.stream import Analysis, Source
 from tests.support import JS_DIR, chromium_path, node_modules_missing, unavailable
 
 pytestmark = pytest.mark.browser

@@ -1,6 +1,7 @@
 """The streaming reader and its tree builder against the reference (tree.build_tree).
 
-`stream.FastBuilder` re-implements the hot path of `tree._Builder.add` on dicts; these
+`tree.FastBuilder` and `membership.Membership` re-implement the hot path of
+`tree._Builder.add` on dicts; these
 tests run both on random recordings (PID reuse, events before their fork, invalid
 UTF-8, fds, disorder) and require the same trees, the same selected events, and the
 same output whatever the reading order tolerance.
@@ -15,7 +16,9 @@ from typing import Any
 import orjson
 import pytest
 
+from proctrace_bcc.analysis import Analysis, restrict
 from proctrace_bcc.analyze import analyze
+from proctrace_bcc.codec import event_to_obj
 from proctrace_bcc.errors import RecordingError
 from proctrace_bcc.events import (
     End,
@@ -31,18 +34,11 @@ from proctrace_bcc.events import (
     SetSID,
     from_bytes,
 )
-from proctrace_bcc.recording import RecordingWriter, read_recording
-from proctrace_bcc.stream import (
-    ALL,
-    DIRECT,
-    WINDOWED,
-    Analysis,
-    OutOfOrder,
-    Source,
-    _reorder,
-    restrict,
-)
+from proctrace_bcc.read import ALL, DIRECT, WINDOWED, OutOfOrder, Source, read_recording
+from proctrace_bcc.read.order import reorder as _reorder
+from proctrace_bcc.render.sequential import clean
 from proctrace_bcc.tree import Process, ProcessTree, build_tree
+from proctrace_bcc.writer import RecordingWriter
 
 
 def random_events(seed: int, n: int = 400) -> list[Event]:
@@ -104,7 +100,7 @@ def write(path: Path, events: list[Event], root: int | None, shuffle: int = 0,
                                       "root_pid": root, "raw": root is None}})]
     w = RecordingWriter(path)
     w.close()
-    from proctrace_bcc.recording import dumps_event
+    from proctrace_bcc.codec import dumps_event
 
     body = [dumps_event(e).rstrip(b"\n") for e in events]
     rnd = random.Random(seed)
@@ -222,7 +218,7 @@ def test_read_recording_keeps_its_contract(tmp_path: Path) -> None:
 
 
 def test_exec_failed_truncated_is_written_only_when_true(tmp_path: Path) -> None:
-    from proctrace_bcc.recording import dumps_event
+    from proctrace_bcc.codec import dumps_event
 
     cut, whole = ExecFailed(5, 100, "/a" * 99, 2, truncated=True), ExecFailed(6, 100, "/b", 2)
     assert orjson.loads(dumps_event(cut))["ExecFailed"]["truncated"] is True
@@ -263,13 +259,60 @@ def test_header_only_without_newline_and_truncated_only_line(tmp_path: Path) -> 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("mode", ["by-process", "sequential"])
 def test_streaming_modes_match_their_contract_form(tmp_path: Path, seed: int, mode: str) -> None:
-    """render_stream (no tree, no event objects) == render(rec, tree) on full objects."""
-    from proctrace_bcc.analyze import renderer
-
+    """render_stream (no tree, no event objects) == the same output from full objects."""
     f = write(tmp_path / "r.ndjson", random_events(seed), 100 if seed % 2 else None)
     out = tmp_path / "out"
     analyze(str(f), out, mode, None)
     rec, tree = restrict(read_recording(f), None)
-    chunks = renderer(mode).render(rec, tree)
+    chunks = (_by_process_reference if mode == "by-process" else _sequential_reference)(
+        rec, tree)
     assert out.read_bytes() == b"".join(c if isinstance(c, bytes) else c.encode()
                                          for c in chunks)
+
+
+def _line(ev: Event) -> bytes:
+    ((tag, body),) = event_to_obj(ev).items()
+    return orjson.dumps({tag: clean(body)}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _sequential_reference(rec: Any, tree: ProcessTree) -> list[bytes]:
+    """-d sequential from event objects: `rec.events` are the (already selected) events."""
+    return [_line(ev) for ev in rec.events]
+
+
+def _title(p: Process) -> str:
+    from proctrace_bcc.render import oneline
+
+    if p.execs:
+        cmd = p.execs[0].cmdline or p.execs[0].filename or ""
+        return f"PID {p.pid}: {oneline(cmd) if cmd else '<command unavailable>'}"
+    parent = p.parent.pid if p.parent is not None else p.ppid
+    if parent:
+        if p.inherited_command:
+            return f"PID {p.pid}: [fork of {parent}] {oneline(p.inherited_command)}"
+        return f"PID {p.pid}: [fork of {parent}]"
+    return f"PID {p.pid}: [started before the recording]"
+
+
+def _by_process_reference(rec: Any, tree: ProcessTree) -> list[bytes]:
+    """-d by-process from event objects and the reference tree."""
+    from proctrace_bcc.tree import build_tree_with_owners
+
+    _, owners = build_tree_with_owners(rec.events, rec.header)
+    by_key = {p.key: p for p in tree.processes}
+    lines_of: dict[Process | None, list[bytes]] = {}
+    for ev, o in zip(rec.events, owners, strict=True):
+        key = None if o is None else by_key.get(o.key)
+        if o is not None and key is None:
+            continue
+        lines_of.setdefault(key, []).append(_line(ev))
+    out: list[bytes] = []
+    for p in tree.processes:
+        lines = lines_of.get(p)
+        if lines:
+            out.append((b"\n" if out else b"") + _title(p).encode("utf-8", "surrogateescape")
+                       + b"\n" + b"".join(lines))
+    glob = lines_of.get(None)
+    if glob:
+        out.append((b"\n" if out else b"") + b"Recording:\n" + b"".join(glob))
+    return out

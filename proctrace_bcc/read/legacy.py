@@ -36,22 +36,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from proctrace_bcc.codec import INT_FIELDS, event_from_obj
 from proctrace_bcc.events import Event, ExecFailed, join_cmdline
-from proctrace_bcc.recording import event_from_obj
 
-# Tags that only the original's later format uses.
-LEGACY_TAGS: frozenset[str] = frozenset({"ExecFull", "ExecArgs", "ExecFilename", "BadExec"})
-
+# The integer fields of the original's records (ours, less SetPGID's target; SetSID's sid).
 _REQUIRED: dict[str, tuple[str, ...]] = {
-    "Fork": ("timestamp", "parent_pid", "child_pid", "parent_pgid"),
-    "Exec": ("timestamp", "pid", "ppid", "pgid"),
-    "ExecFull": ("timestamp", "pid", "ppid", "pgid"),
+    "Fork": INT_FIELDS["Fork"],
+    "Exec": INT_FIELDS["Exec"],
+    "ExecFull": INT_FIELDS["Exec"],
     "ExecArgs": ("timestamp", "pid"),
     "ExecFilename": ("timestamp", "pid"),
     "BadExec": ("timestamp", "pid"),
-    "Exit": ("timestamp", "pid", "ppid", "pgid"),
-    "SetSID": ("timestamp", "pid", "ppid", "pgid", "sid"),
-    "SetPGID": ("timestamp", "pid", "ppid", "pgid"),
+    "Exit": INT_FIELDS["Exit"],
+    "SetSID": (*INT_FIELDS["SetSID"], "sid"),
+    "SetPGID": INT_FIELDS["SetSID"],
 }
 
 
@@ -239,8 +237,3 @@ class LegacyReader:
                 return None  # setpgid failed
             body.setdefault("target_pid", body["pid"])
         return event_from_obj(r.tag, body)
-
-
-def looks_legacy(tag: str, body: Any) -> bool:
-    """Whether one record can only come from the original (a legacy tag or a `seq`)."""
-    return tag in LEGACY_TAGS or (isinstance(body, dict) and "seq" in body)

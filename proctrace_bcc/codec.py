@@ -1,0 +1,178 @@
+"""Events <-> the JSON objects of a recording line (externally tagged, one per line).
+
+Strings from the kernel are byte-exact: valid UTF-8 is written as a JSON string, anything
+else as ``{"b64": ...}`` (:func:`proctrace_bcc.events.encode_str`, applied here to every
+string field).  Reading checks each field's type in one place (:data:`INT_FIELDS`,
+:func:`event_from_obj`); :func:`fast_event` is the same for well-formed bodies, faster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import orjson
+
+from proctrace_bcc.events import (
+    EVENT_TYPES,
+    Event,
+    Exec,
+    FdInfo,
+    Header,
+    decode_str,
+    encode_str,
+    join_cmdline,
+)
+
+# The integer fields each kind must have (checked on every event read).
+INT_FIELDS: dict[str, tuple[str, ...]] = {
+    "Fork": ("timestamp", "parent_pid", "child_pid", "parent_pgid"),
+    "Exec": ("timestamp", "pid", "ppid", "pgid"),
+    "ExecFailed": ("timestamp", "pid", "errno"),
+    "Exit": ("timestamp", "pid", "ppid", "pgid"),
+    "SetPGID": ("timestamp", "pid", "ppid", "pgid", "target_pid"),
+    "SetSID": ("timestamp", "pid", "ppid", "pgid"),
+    "Lost": ("timestamp", "count"),
+    "FdSnapshot": ("timestamp", "pid"),
+    "End": ("timestamp",),
+}
+# Fields holding kernel strings (byte-exact: see encode_str).
+_STR_LIST_FIELDS = ("argv", "interpreter")
+_STR_FIELDS = ("filename", "path")
+
+
+def _fd_to_obj(fd: FdInfo) -> dict[str, Any]:
+    d: dict[str, Any] = {"fd": fd.fd, "kind": fd.kind, "dev": fd.dev, "ino": fd.ino}
+    if fd.path is not None:
+        d["path"] = encode_str(fd.path)
+    if fd.inherited is not None:
+        d["inherited"] = fd.inherited
+    if fd.flags is not None:
+        d["flags"] = fd.flags
+    return d
+
+
+def event_to_obj(ev: Event) -> dict[str, Any]:
+    """The externally tagged JSON object of one event."""
+    body: dict[str, Any] = {}
+    for f in fields(ev):
+        v = getattr(ev, f.name)
+        if f.name == "fds":
+            if v is None:
+                continue
+            v = [_fd_to_obj(x) for x in v]
+        elif f.name in _STR_LIST_FIELDS and v is not None:
+            v = [encode_str(x) for x in v]
+        elif f.name in _STR_FIELDS and v is not None:
+            v = encode_str(v)
+        elif f.metadata.get("omit_default") and v == f.default:
+            continue
+        body[f.name] = v
+    return {ev.KIND: body}
+
+
+def dumps_event(ev: Event) -> bytes:
+    return orjson.dumps(event_to_obj(ev), option=orjson.OPT_APPEND_NEWLINE)
+
+
+def dumps_header(h: Header) -> bytes:
+    body = {f.name: getattr(h, f.name) for f in fields(h)}
+    return orjson.dumps({"Header": body}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _fd_from_obj(o: Any) -> FdInfo:
+    if not isinstance(o, dict):
+        raise ValueError("fds entries must be objects")
+    path = o.get("path")
+    return FdInfo(
+        fd=int(o["fd"]), kind=str(o["kind"]), dev=int(o.get("dev", 0)), ino=int(o.get("ino", 0)),
+        path=decode_str(path) if path is not None else None,
+        inherited=o.get("inherited"), flags=o.get("flags"),
+    )
+
+
+def event_from_obj(kind: str, body: dict[str, Any]) -> Event:
+    """Build one of our events from its tag and body; ValueError says what is wrong."""
+    cls = EVENT_TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown event kind {kind!r}")
+    if not isinstance(body, dict):
+        raise ValueError(f"{kind}: body must be an object")
+    kw: dict[str, Any] = {}
+    names = {f.name: f for f in fields(cls)}
+    for k, v in body.items():
+        if k not in names:
+            continue  # forward compatible: ignore fields we do not know
+        if k == "fds":
+            v = None if v is None else [_fd_from_obj(x) for x in v]
+        elif k in _STR_LIST_FIELDS and v is not None:
+            if not isinstance(v, list):
+                raise ValueError(f"{kind}.{k} must be a list")
+            v = [decode_str(x) for x in v]
+        elif k in _STR_FIELDS and v is not None:
+            v = decode_str(v)
+        kw[k] = v
+    if cls is Exec and "cmdline" not in kw:
+        kw["cmdline"] = join_cmdline(kw.get("argv") or [])
+    try:
+        ev: Event = cls(**kw)
+    except TypeError as exc:
+        msg = str(exc)
+        if "missing" in msg:
+            missing = msg.split("missing", 1)[1].strip()
+            raise ValueError(f"{kind}: missing {missing}") from None
+        raise ValueError(f"{kind}: {msg}") from None
+    for name in INT_FIELDS[kind]:
+        v = getattr(ev, name)
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise ValueError(f"{kind}.{name} must be an integer, got {v!r}")
+    return ev
+
+
+def fast_event(tag: str, body: dict[str, Any]) -> Event:
+    """Like event_from_obj, faster for well-formed bodies (falls back to it otherwise)."""
+    cls = EVENT_TYPES.get(tag)
+    if cls is not None and "fds" not in body:
+        try:
+            ev: Event = cls(**body)
+        except TypeError:
+            return event_from_obj(tag, body)
+        for name in INT_FIELDS[tag]:
+            if type(getattr(ev, name)) is not int:
+                return event_from_obj(tag, body)
+        f = getattr(ev, "filename", None)
+        if f is not None and type(f) is not str:
+            return event_from_obj(tag, body)
+        for name in _STR_LIST_FIELDS:
+            v = getattr(ev, name, None)
+            if v is not None and (type(v) is not list or any(type(a) is not str for a in v)):
+                return event_from_obj(tag, body)
+        return ev
+    return event_from_obj(tag, body)
+
+
+def header_from_obj(body: Any) -> Header:
+    if not isinstance(body, dict):
+        raise ValueError("Header body must be an object")
+    names = {f.name for f in fields(Header)}
+    h = Header(**{k: v for k, v in body.items() if k in names})
+    if h.schema != 1:
+        raise ValueError(f"unsupported schema {h.schema!r} (this version reads schema 1)")
+    return h
+
+
+class Slow(Exception):
+    """A fast path declines this body: it needs event_from_obj (and its messages)."""
+
+
+def is_str_list(v: object) -> bool:
+    """None, or a list of str (a non-UTF-8 string is a {"b64": ...} object)."""
+    if v is None:
+        return True
+    if type(v) is not list:
+        return False
+    try:
+        " ".join(v)
+    except TypeError:
+        return False
+    return True
