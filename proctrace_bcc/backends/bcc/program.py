@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
+from proctrace_bcc import offsets
 from proctrace_bcc.backends.base import BackendConfig
-from proctrace_bcc.offsets import defines, kernel_offsets
 from proctrace_bcc.programs import program_path
 
 SOURCE = "proctrace.bpf.c"
@@ -32,7 +32,7 @@ def cflags(config: BackendConfig) -> list[str]:
         f"-DTRACED_MAX={TRACED_MAX}",
         f"-DWITH_FDS={1 if config.fds else 0}",
     ]
-    return flags + defines(kernel_offsets())
+    return flags + offsets.defines(offsets.kernel_offsets())
 
 
 def program_text(config: BackendConfig) -> str:
