@@ -16,7 +16,13 @@ never exit), then measures:
 Browser figures are the median of `--repeat` page loads.  The last lines print ratios
 against the smallest size, measured in the same run.
 
+`--sizes-only` measures no browser: it prints the HTML size of each synthetic tree,
+and the size of the descriptors section (with and without it) for the bats recording
+of tests/fixtures and for a synthetic `record --fds` recording of a bash loop of
+pipelines and command substitutions (:func:`pipeline_events`).
+
     .venv/bin/python bench/html_bench.py [--sizes 1000,10000,50000] [--repeat 3]
+    .venv/bin/python bench/html_bench.py --sizes-only
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from proctrace_bcc.events import End, Event, Exec, Exit, Fork, Header
+from proctrace_bcc.events import End, Event, Exec, Exit, FdInfo, FdSnapshot, Fork, Header
 from proctrace_bcc.read import read_recording
 from proctrace_bcc.render import chrome_trace, html
 from proctrace_bcc.tree import build_tree
@@ -87,6 +93,49 @@ def synthetic_events(n: int, *, seed: int = 1) -> list[Event]:
     return evs
 
 
+def pipeline_events(loops: int) -> list[Event]:
+    """`bash -c 'for ...; do echo x | cat; y=$(tr z q); done; sleep 100 &'` with --fds.
+
+    Each loop forks `echo` (writes a new pipe) and `cat` (reads it), then `tr` (writes
+    a $(...) pipe): 3 processes and 2 pipes per loop; the last `sleep` keeps the last
+    pipe's write end at fd 3, a leak.
+    """
+    root, t = 1000, MS
+    dev = (15 << 8) | 0  # pipefs
+    std = [FdInfo(0, "char", 0x103, 4, None, True, 0), FdInfo(1, "tty", 0x8800, 3, None, True, 1),
+           FdInfo(2, "tty", 0x8800, 3, None, True, 1)]
+
+    def pipe(fd: int, ino: int, write: bool, inherited: bool | None = False) -> FdInfo:
+        return FdInfo(fd, "pipe", dev, ino, None, inherited, 1 if write else 0)
+
+    evs: list[Event] = [Fork(timestamp=0, parent_pid=1, child_pid=root, parent_pgid=1,
+                             child_pgid=root),
+                        Exec.from_argv(t, root, 1, root, ["bash", "-c", "loop"], fds=std)]
+    pid, ino = root, 50_000
+    for _ in range(loops):
+        ino += 2
+        for argv, fds in ((["echo", "x"], [std[0], pipe(1, ino, True), std[2]]),
+                          (["cat"], [pipe(0, ino, False), std[1], std[2]]),
+                          (["tr", "z", "q"], [std[0], pipe(1, ino + 1, True), std[2]])):
+            pid += 1
+            t += 200_000
+            evs.append(Fork(timestamp=t, parent_pid=root, child_pid=pid, parent_pgid=root,
+                            child_pgid=root))
+            evs.append(Exec.from_argv(t + 50_000, pid, root, root, argv, fds=fds))
+            evs.append(Exit(timestamp=t + 150_000, pid=pid, ppid=root, pgid=root, exit_code=0))
+    pid += 1
+    t += 200_000
+    leak = [*std, pipe(3, ino, True, True)]
+    evs.append(Fork(timestamp=t, parent_pid=root, child_pid=pid, parent_pgid=root,
+                    child_pgid=root))
+    evs.append(Exec.from_argv(t + 50_000, pid, root, root, ["sleep", "100"], fds=leak))
+    t += MS
+    evs.append(FdSnapshot(timestamp=t, pid=root, fds=std))
+    evs.append(FdSnapshot(timestamp=t, pid=pid, fds=leak))
+    evs.append(End(timestamp=t + 1, reason="timeout", running=[root, pid]))
+    return evs
+
+
 def write_recording(path: Path, n: int) -> None:
     w = RecordingWriter(path)
     w.write_header(Header(version="bench", backend="synthetic", hostname="bench",
@@ -94,6 +143,40 @@ def write_recording(path: Path, n: int) -> None:
                           start_time="2024-01-01T00:00:00Z"))
     w.write_many(synthetic_events(n))
     w.close()
+
+
+def html_bytes(rec_path: Path, fds: bool = True) -> tuple[int, int]:
+    """(processes, bytes of the HTML report); not fds: of the recording without its
+    descriptor data (no descriptors section)."""
+    rec = read_recording(rec_path)
+    if not fds:
+        rec.events = [ev for ev in rec.events if not isinstance(ev, FdSnapshot)]
+        for ev in rec.events:
+            if isinstance(ev, Exec):
+                ev.fds = None
+    tree = build_tree(rec.events, rec.header)
+    return len(tree.processes), sum(len(c.encode()) for c in html.render(rec, tree))
+
+
+def sizes_only(sizes: list[int], outdir: Path) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    for n in sizes:
+        path = outdir / f"bench-{n}.ndjson"
+        write_recording(path, n)
+        print(f"{n} processes (no descriptor data): html {html_bytes(path)[1]} bytes")
+    pipes = outdir / "pipelines-fds.ndjson"
+    w = RecordingWriter(pipes)
+    w.write_header(Header(version="bench", backend="synthetic", hostname="bench",
+                          command=["bash", "-c", "loop"], root_pid=1000,
+                          start_time="2024-01-01T00:00:00Z", options={"fds": True}))
+    w.write_many(pipeline_events(200))
+    w.close()
+    bats = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "bats-leak-fds.ndjson"
+    for path in (bats, pipes):
+        n, with_fds = html_bytes(path)
+        without = html_bytes(path, fds=False)[1]
+        print(f"{path.name} ({n} processes): html {with_fds} bytes, {without} without the "
+              f"descriptors section ({with_fds - without} for it)")
 
 
 INTERACTIONS = """async () => {
@@ -148,8 +231,14 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     ap.add_argument("--keep", type=Path, help="keep the generated files in this directory")
+    ap.add_argument("--sizes-only", action="store_true",
+                    help="print file sizes only (no browser), descriptor sections included")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.sizes_only:
+        with tempfile.TemporaryDirectory(prefix="html_bench.") as tmpdir:
+            sizes_only(sizes, args.keep or Path(tmpdir))
+        return 0
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

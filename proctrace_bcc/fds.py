@@ -40,12 +40,19 @@ to be closed.  The chain is the fork path from the ancestor down to the process:
 the descriptor passed through each of those processes.  For a pipe, the processes
 still alive at the end that hold its read end are the ones waiting for the leaker
 to close the write end.
+
+Findings in words (:func:`leak_sentences`, :func:`opener_sentence`): each sentence is a
+list of segments, plain text and :class:`Ref` (a process it names, with the fds to name
+with it).  Renderers word a Ref their way from the process it points to (the terminal:
+``sleep 300 (pid 42, fd 3)``; the HTML report: the same words, a link to that process's
+row), so no renderer reads another's English to find who is meant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 
 from proctrace_bcc.events import FdInfo
 from proctrace_bcc.tree import Process, ProcessTree
@@ -86,6 +93,29 @@ class Sighting:
     index: int
 
 
+class Since(IntEnum):
+    """How a holding began (the values are the HTML report's codes)."""
+
+    FORK = 0  # it came with the fork: listed from the process's first exec on
+    EXEC = 1  # first listed by an exec
+    END = 2  # first listed by the end snapshot
+
+
+class Until(IntEnum):
+    """How a holding ended, as far as the observations tell (HTML report codes)."""
+
+    EXIT = 0  # held until the process exited
+    CLOSED = 1  # a later observation no longer listed it
+    OPEN = 2  # alive at the end and still holding it, per the /proc snapshot
+    ALIVE = 3  # alive at the end without a snapshot: holding it as far as seen
+    UNKNOWN = 4  # neither: the process's end was not recorded
+
+    @property
+    def at_end(self) -> bool:
+        """Still held when the recording ended (Holding.holds_at_end)."""
+        return self in (Until.OPEN, Until.ALIVE)
+
+
 @dataclass(eq=False, slots=True)
 class Holding:
     """One process's hold on a pipe or socket, as far as the observations tell."""
@@ -121,6 +151,20 @@ class Holding:
         if self.closed_before is not None:
             return self.closed_before
         return self.process.exit_time
+
+    @property
+    def since_kind(self) -> Since:
+        if self.since_fork:
+            return Since.FORK
+        return Since.END if self.sightings[0].source == "end" else Since.EXEC
+
+    @property
+    def until_kind(self) -> Until:
+        if self.closed_before is not None:
+            return Until.CLOSED
+        if self.holds_at_end:
+            return Until.OPEN if self.snapshot_at_end else Until.ALIVE
+        return Until.EXIT if self.process.exit is not None else Until.UNKNOWN
 
 
 @dataclass(eq=False, slots=True)
@@ -187,6 +231,23 @@ class Leak:
     @property
     def process(self) -> Process:
         return self.holding.process
+
+    def path(self) -> list[Ref]:
+        """The fork path from `source` down to the leaker, each with the fds it was seen using."""
+        src = self.channel.holding(self.source)
+        return [Ref(self.source, tuple(src.fds) if src is not None else ()),
+                *(Ref(q, tuple(fds)) for q, fds in self.chain), Ref(self.process, tuple(self.fds))]
+
+    def waiters(self) -> Iterator[tuple[Channel, Waiter]]:
+        """Every waiter with the pipe it waits on: `waiting`, then who waits in turn."""
+        return _walk(self.channel, self.waiting)
+
+
+def _walk(ch: Channel, ws: Iterable[Waiter]) -> Iterator[tuple[Channel, Waiter]]:
+    for w in ws:
+        yield ch, w
+        for down, readers in w.downstream:
+            yield from _walk(down, readers)
 
 
 @dataclass(slots=True)
@@ -420,20 +481,174 @@ def analyze_fds(tree: ProcessTree) -> FdReport:
     return FdReport(chans, _leaks(chans), any_data, observed, tree.end)
 
 
+# ---------------------------------------------------------------------------
+# Findings in words: sentences as text and process references
+
+CHAIN_MAX = 6  # longer chains name their first 2 and last 3 processes
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A process a sentence names; each renderer words it (and may link it)."""
+
+    process: Process
+    fds: tuple[int, ...] = ()  # its descriptor numbers to name with it
+    full: bool = False  # its program with the arguments, not only the program
+    at: int | None = None  # named by the program it ran then (and the last, when different)
+    note: str = ""  # more words after its pid: ``(pid 42, pipe:[7])``
+    bare: bool = False  # its program's name alone, no pid: a mention, never a link
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.process.key
+
+
+Segment = str | Ref
+Line = list[Segment]
+
+
+def fd_list(fds: Sequence[int]) -> str:
+    """``fd 3``, ``fds 1, 3``."""
+    return ("fd " if len(fds) == 1 else "fds ") + ", ".join(str(f) for f in fds)
+
+
+def rel_time(ns: int, t0: int) -> str:
+    """``+1.250s``: seconds from the recording's start."""
+    return f"+{(ns - t0) / 1e9:.3f}s"
+
+
+def _and(items: Sequence[Line]) -> Line:
+    out: Line = []
+    for i, item in enumerate(items):
+        if i:
+            out.append(" and " if i == len(items) - 1 else ", ")
+        out.extend(item)
+    return out
+
+
+def _merged(line: Line) -> Line:
+    """Adjacent text pieces joined into one."""
+    out: Line = []
+    for g in line:
+        if isinstance(g, str) and out and isinstance(out[-1], str):
+            out[-1] += g
+        elif g != "":
+            out.append(g)
+    return out
+
+
+def _what(ch: Channel, ends: Sequence[str]) -> str:
+    if ch.kind != "pipe":
+        return f"a socket ({ch.name})"
+    said = "".join(str(g) for g in _and([[e] for e in ends]))
+    return f"a pipe ({said} end, {ch.name})" if ends else f"a pipe ({ch.name})"
+
+
+def _chain_words(lk: Leak) -> Line:
+    if not lk.chain:
+        return ["it inherited it directly"]
+    nxt = [q for q, _ in lk.chain[1:]] + [lk.process]
+    items: list[Line] = [[Ref(q, tuple(fds), at=n.start)]
+                         for (q, fds), n in zip(lk.chain, nxt, strict=True)]
+    if len(items) > CHAIN_MAX:
+        items = [*items[:2], [f"{len(items) - 5} more"], *items[-3:]]
+    return ["it inherited it through ", *_and(items)]
+
+
+def _holders(ws: Iterable[Waiter]) -> Line:
+    return _and([[Ref(w.holding.process, tuple(w.fds))] for w in ws])
+
+
+def _downstream(ws: Sequence[Waiter]) -> list[Line]:
+    out: list[Line] = []
+    for w in ws:
+        for ch, readers in w.downstream:
+            verb = "waits" if len(readers) == 1 else "wait"
+            out.append([*_holders(readers), f" {verb} in turn on the output of ",
+                        Ref(w.holding.process, note=ch.name), "."])
+            out.extend(_downstream(readers))
+    return out
+
+
+def leak_sentences(lk: Leak, t0: int) -> list[Line]:
+    """One leak: what it holds and whence, then whether it ran on, who waits, who else holds."""
+    p, ch = lk.process, lk.channel
+    if ch.rule == "outside":
+        origin: Line = ["that came from outside the recording (", Ref(lk.source),
+                        ", the first process, was started with it)"]
+    else:
+        first = (lk.chain[0][0] if lk.chain else lk.process).start
+        origin = ["that ", Ref(lk.source, at=first), " opened"]
+    lines: list[Line] = [[Ref(p, full=True), f" holds {fd_list(lk.fds)}, {_what(ch, lk.ends)} ",
+                          *origin, "; ", *_chain_words(lk), "."]]
+    if lk.alive:
+        lines.append([Ref(p, bare=True), " was still running when the recording ended."])
+    else:
+        assert p.exit is not None and lk.source.exit is not None
+        lines.append([Ref(p, bare=True),
+                      f" held it until it exited at {rel_time(p.exit.timestamp, t0)}, after ",
+                      Ref(lk.source), f" had exited at {rel_time(lk.source.exit.timestamp, t0)}."])
+    if lk.waiting:
+        verb = "is" if len(lk.waiting) == 1 else "are"
+        lines.append([*_holders(lk.waiting),
+                      f" {verb} still waiting on the read end of {ch.name}."])
+        lines.extend(_downstream(lk.waiting))
+    elif lk.alive and ch.kind == "pipe" and WRITE in lk.ends:
+        lines.append(["No recorded process still holds the read end."])
+    if lk.others:
+        items: list[Line] = [[Ref(h.process, tuple(f.fd for f in h.fds_at_end()))]
+                             for h in lk.others]
+        lines.append(["Also still holding the same end: ", *_and(items), "."])
+    return [_merged(line) for line in lines]
+
+
+_RULES = {
+    "seen": "seen holding it first",
+    "ancestor": "nearest common ancestor of its holders, never seen holding it",
+    "parent": "it held it when it forked ",
+    "first-seen": "first seen holding it (its holders share no ancestor)",
+}
+
+
+def opener_sentence(ch: Channel) -> Line:
+    """Who opened a pipe or socket, and by which rule."""
+    if ch.rule == "outside":
+        assert ch.entered_by is not None
+        return ["came from outside the recording (the first process, ", Ref(ch.entered_by),
+                ", was started with it)"]
+    assert ch.opener is not None
+    at = min(h.since for h in ch.holders)
+    line: Line = ["opened by ", Ref(ch.opener, at=at), ": " + _RULES[ch.rule]]
+    if ch.rule == "parent":
+        child = next((h.process for h in ch.holders if h.process.parent is ch.opener), None)
+        line.append(Ref(child) if child is not None else "a holder")
+    return _merged(line)
+
+
 __all__ = [
+    "CHAIN_MAX",
     "CHANNEL_KINDS",
     "Channel",
     "FdReport",
     "Holding",
     "Leak",
+    "Line",
     "Observation",
+    "Ref",
+    "Segment",
     "Sighting",
+    "Since",
+    "Until",
     "Waiter",
     "access",
     "analyze_fds",
     "ancestors",
     "channels",
     "common_ancestor",
+    "fd_list",
     "is_ancestor",
+    "leak_sentences",
     "observations",
+    "opener_sentence",
+    "rel_time",
 ]

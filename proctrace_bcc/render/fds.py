@@ -1,26 +1,43 @@
 """`analyze -d fds`: leaked descriptors in plain words, then every pipe and socket.
 
 The analysis is :func:`proctrace_bcc.fds.analyze_fds` (rules in its module doc and in
-docs/fds.md); this module only words it.  :func:`report_data` gives the same content
-as JSON-able data for other renderers (the HTML report).
+docs/fds.md), its findings sentences of text and process references
+(:class:`proctrace_bcc.fds.Ref`); this module names the processes (:func:`words`) and
+lays out the report.  The HTML report uses the same naming, the holders' commands and
+the words of the holding states (:data:`SINCE_WORDS`, :data:`UNTIL_WORDS`,
+:data:`MARK_WORDS`).  :func:`report_data` gives the content as JSON-able data.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from enum import IntEnum
 from typing import Any
 
-from proctrace_bcc.fds import Channel, FdReport, Holding, Leak, Waiter, analyze_fds
-from proctrace_bcc.recording import Recording
+from proctrace_bcc.fds import (
+    Channel,
+    FdReport,
+    Holding,
+    Leak,
+    Line,
+    Segment,
+    Since,
+    Until,
+    analyze_fds,
+    fd_list,
+    leak_sentences,
+    opener_sentence,
+    rel_time,
+)
+from proctrace_bcc.read import Recording
 from proctrace_bcc.render import oneline
 from proctrace_bcc.tree import ExecSpan, Process, ProcessTree
 
 NEEDS_EVENTS = False
 
 LABEL_MAX = 60
-CHAIN_MAX = 6  # longer chains show their first 2 and last 3 processes
 
 _INTERPRETERS = re.compile(
     r"^(?:sh|bash|dash|zsh|ksh|mksh|ash|fish|perl[0-9.]*|ruby[0-9.]*|node|nodejs|"
@@ -87,15 +104,18 @@ def label(p: Process) -> str:
 
 
 def who(p: Process, fds: Sequence[int] | None = None, full: bool = False,
-        at: int | None = None) -> str:
+        at: int | None = None, note: str = "") -> str:
     """``sleep 300 (pid 42)``; with fds: ``bash (pid 41, fds 1, 3)``.
 
     With `at`, the process is named by the program it ran at that time, and by the
-    one it ran last too when they differ: ``bash (pid 40, later dirname)``.
+    one it ran last too when they differ: ``bash (pid 40, later dirname)``.  A `note`
+    follows the pid and fds: ``bats (pid 41, pipe:[7])``.
     """
     inner = f"pid {p.pid}"
     if fds:
-        inner += f", {_fds(fds)}"
+        inner += f", {fd_list(fds)}"
+    if note:
+        inner += f", {note}"
     shown = label(p) if full else name(p)
     if at is not None:
         then = oneline(_words(p, at)[0])
@@ -105,123 +125,69 @@ def who(p: Process, fds: Sequence[int] | None = None, full: bool = False,
     return f"{shown} ({inner})"
 
 
-def _fds(fds: Sequence[int]) -> str:
-    return ("fd " if len(fds) == 1 else "fds ") + ", ".join(str(f) for f in fds)
+def words(seg: Segment) -> str:
+    """A segment of a finding in words: its text, or the process it names."""
+    if isinstance(seg, str):
+        return seg
+    if seg.bare:
+        return name(seg.process)
+    return who(seg.process, seg.fds, full=seg.full, at=seg.at, note=seg.note)
 
 
-def _and(items: Sequence[str]) -> str:
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _t(ns: int, t0: int) -> str:
-    return f"+{(ns - t0) / 1e9:.3f}s"
+def text(line: Line) -> str:
+    return "".join(words(g) for g in line)
 
 
 # ---------------------------------------------------------------------------
-# Sentences
-
-
-def _what(ch: Channel, ends: Sequence[str]) -> str:
-    if ch.kind == "pipe":
-        end = f"{_and(list(ends))} end, " if ends else ""
-        return f"a pipe ({end}{ch.name})"
-    return f"a socket ({ch.name})"
-
-
-def _chain_words(lk: Leak) -> str:
-    chain = lk.chain
-    if not chain:
-        return "it inherited it directly"
-    nxt = [q for q, _ in chain[1:]] + [lk.process]
-    items = [who(q, fds, at=n.start) for (q, fds), n in zip(chain, nxt, strict=True)]
-    if len(items) > CHAIN_MAX:
-        items = [*items[:2], f"{len(items) - 5} more", *items[-3:]]
-    return "it inherited it through " + _and(items)
-
-
-def _waiter_words(w: Waiter, depth: int = 0) -> str:
-    return who(w.holding.process, w.fds)
-
-
-def _downstream(ws: Sequence[Waiter]) -> list[str]:
-    out: list[str] = []
-    for w in ws:
-        for ch, readers in w.downstream:
-            out.append(f"{_and([_waiter_words(r) for r in readers])} "
-                       f"{'waits' if len(readers) == 1 else 'wait'} in turn on the output of "
-                       f"{name(w.holding.process)} (pid {w.holding.process.pid}, {ch.name})")
-            out.extend(_downstream(readers))
-    return out
+# Sentences and tables
 
 
 def leak_lines(lk: Leak, t0: int) -> list[str]:
     """One leak as a sentence and its consequences (first line unindented)."""
-    p, ch = lk.process, lk.channel
-    if ch.rule == "outside":
-        origin = (f"that came from outside the recording ({who(lk.source)}, the first process, "
-                  "was started with it)")
-    else:
-        first = (lk.chain[0][0] if lk.chain else lk.process).start
-        origin = f"that {who(lk.source, at=first)} opened"
-    lines = [f"{who(p, full=True)} holds {_fds(lk.fds)}, {_what(ch, lk.ends)} {origin}; "
-             f"{_chain_words(lk)}."]
-    if lk.alive:
-        lines.append(f"    {name(p)} was still running when the recording ended.")
-    else:
-        assert p.exit is not None and lk.source.exit is not None
-        lines.append(f"    {name(p)} held it until it exited at {_t(p.exit.timestamp, t0)}, "
-                     f"after {who(lk.source)} had exited at {_t(lk.source.exit.timestamp, t0)}.")
-    if lk.waiting:
-        verb = "is" if len(lk.waiting) == 1 else "are"
-        lines.append(f"    {_and([_waiter_words(w) for w in lk.waiting])} {verb} still waiting "
-                     f"on the read end of {ch.name}.")
-        lines.extend(f"    {s}." for s in _downstream(lk.waiting))
-    elif lk.alive and ch.kind == "pipe" and ("write" in lk.ends):
-        lines.append("    No recorded process still holds the read end.")
-    if lk.others:
-        items = [who(h.process, [f.fd for f in h.fds_at_end()]) for h in lk.others]
-        lines.append(f"    Also still holding the same end: {_and(items)}.")
-    return lines
-
-
-_RULES = {
-    "seen": "seen holding it first",
-    "ancestor": "nearest common ancestor of its holders, never seen holding it",
-    "parent": "it held it when it forked {child}",
-    "first-seen": "first seen holding it (its holders share no ancestor)",
-}
+    first, *more = leak_sentences(lk, t0)
+    return [text(first), *("    " + text(line) for line in more)]
 
 
 def opener_words(ch: Channel) -> str:
-    if ch.rule == "outside":
-        assert ch.entered_by is not None
-        return f"came from outside the recording (the first process, {who(ch.entered_by)}, " \
-               "was started with it)"
-    assert ch.opener is not None
-    why = _RULES[ch.rule]
-    at = min(h.since for h in ch.holders)
-    if ch.rule == "parent":
-        child = next((h.process for h in ch.holders if h.process.parent is ch.opener), None)
-        why = why.format(child=who(child) if child is not None else "a holder")
-    return f"opened by {who(ch.opener, at=at)}: {why}"
+    return text(opener_sentence(ch))
+
+
+class Mark(IntEnum):
+    """A holder's mark in a pipe's table (the values are the HTML report's codes)."""
+
+    NONE = 0
+    LEAKED = 1  # it leaked this pipe or socket
+    WAITING = 2  # it waits on a leaked write end (or in turn)
+
+
+# The words of the holding states; {t} is the time (+1.250s here, the page's own format
+# in the HTML report).
+SINCE_WORDS = {Since.FORK: "{t} fork", Since.EXEC: "{t} exec", Since.END: "{t} end"}
+UNTIL_WORDS = {Until.EXIT: "{t} exit", Until.CLOSED: "closed by {t}", Until.OPEN: "still open",
+               Until.ALIVE: "alive at end", Until.UNKNOWN: "?"}
+MARK_WORDS = {Mark.NONE: "", Mark.LEAKED: "leaked", Mark.WAITING: "waiting"}
+
+
+def holder_command(p: Process) -> str:
+    """A holder's command in a pipe's table: its label, and whether it never exec'd."""
+    cmd = label(p)
+    if not p.execs:
+        cmd += f" (fork of pid {p.parent.pid}, never exec'd)" if p.parent else " (no exec)"
+    return cmd
+
+
+def ends_words(h: Holding) -> str:
+    """The ends it held: ``read``, ``write``, ``read+write``; ``?`` when not recorded."""
+    return "+".join(h.ends) or "?"
 
 
 def _from(h: Holding, t0: int) -> str:
-    if h.since_fork:
-        return f"{_t(h.since, t0)} fork"
-    s = h.sightings[0]
-    return f"{_t(s.time, t0)} {s.source}"
+    return SINCE_WORDS[h.since_kind].format(t=rel_time(h.since, t0))
 
 
 def _until(h: Holding, t0: int) -> str:
-    if h.closed_before is not None:
-        return f"closed by {_t(h.closed_before, t0)}"
-    if h.holds_at_end:
-        return "still open" if h.snapshot_at_end else "alive at end"
-    ex = h.process.exit
-    return f"{_t(ex.timestamp, t0)} exit" if ex is not None else "?"
+    u = h.until
+    return UNTIL_WORDS[h.until_kind].format(t=rel_time(u, t0) if u is not None else "")
 
 
 def channel_lines(ch: Channel, t0: int, leakers: set[int],
@@ -230,29 +196,16 @@ def channel_lines(ch: Channel, t0: int, leakers: set[int],
     rows = [("pid", "fds", "end", "from", "until", "command")]
     for h in ch.holders:
         p = h.process
-        note = ""
-        if id(p) in leakers:
-            note = "   <- leaked"
-        elif (id(ch), id(p)) in waiters:
-            note = "   <- waiting"
-        cmd = label(p)
-        if not p.execs:
-            cmd += f" (fork of pid {p.parent.pid}, never exec'd)" if p.parent else " (no exec)"
-        rows.append((str(p.pid), ",".join(str(f) for f in h.fds), "+".join(h.ends) or "?",
-                     _from(h, t0), _until(h, t0), cmd + note))
+        mark = (Mark.LEAKED if id(p) in leakers
+                else Mark.WAITING if (id(ch), id(p)) in waiters else Mark.NONE)
+        note = f"   <- {MARK_WORDS[mark]}" if mark else ""
+        rows.append((str(p.pid), ",".join(str(f) for f in h.fds), ends_words(h),
+                     _from(h, t0), _until(h, t0), holder_command(p) + note))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         cells = [r[0].rjust(widths[0]), *(r[i].ljust(widths[i]) for i in range(1, 5)), r[5]]
         lines.append("    " + "  ".join(cells).rstrip())
     return lines
-
-
-def _waiter_ids(ch: Channel, ws: Iterable[Waiter]) -> Iterator[tuple[int, int]]:
-    """(channel, process) pairs: who waits on which pipe."""
-    for w in ws:
-        yield id(ch), id(w.holding.process)
-        for down, readers in w.downstream:
-            yield from _waiter_ids(down, readers)
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
@@ -269,7 +222,7 @@ def report_lines(rep: FdReport, tree: ProcessTree) -> Iterator[str]:
     pipes = sum(1 for c in rep.channels if c.kind == "pipe")
     socks = len(rep.channels) - pipes
     end = tree.end_event
-    ended = f"; the recording ended ({end.reason}) at {_t(end.timestamp, t0)}" if end else ""
+    ended = f"; the recording ended ({end.reason}) at {rel_time(end.timestamp, t0)}" if end else ""
     yield (f"Descriptors{' of ' + cmd if cmd else ''}: {_plural(pipes, 'pipe')} and "
            f"{_plural(socks, 'socket')} seen in "
            f"{_plural(rep.processes_observed, 'process', 'processes')}{ended}.")
@@ -286,7 +239,7 @@ def report_lines(rep: FdReport, tree: ProcessTree) -> Iterator[str]:
     open_end = sum(1 for c in rep.channels if c.open_at_end)
     yield f"Pipes and sockets: {len(rep.channels)} ({open_end} still open at the end)"
     leakers = {id(lk.process) for lk in rep.leaks}
-    waiters = {i for lk in rep.leaks for i in _waiter_ids(lk.channel, lk.waiting)}
+    waiters = {(id(ch), id(w.holding.process)) for lk in rep.leaks for ch, w in lk.waiters()}
     leaked = {id(lk.channel) for lk in rep.leaks}
     order = sorted(rep.channels, key=lambda c: (id(c) not in leaked, not c.open_at_end))
     for ch in order:
@@ -311,7 +264,7 @@ def report_data(tree: ProcessTree) -> dict[str, Any]:
     leaks = [{
         "pid": lk.process.pid, "fds": lk.fds, "channel": lk.channel.name,
         "alive": lk.alive, "waiting": [w.holding.process.pid for w in lk.waiting],
-        "text": [s.strip() for s in leak_lines(lk, t0)],
+        "text": [text(line) for line in leak_sentences(lk, t0)],
     } for lk in rep.leaks]
     chans = [{
         "name": ch.name, "kind": ch.kind, "opener": opener_words(ch),
@@ -327,4 +280,21 @@ def report_data(tree: ProcessTree) -> dict[str, Any]:
     return {"has_data": rep.has_data, "leaks": leaks, "channels": chans}
 
 
-__all__ = ["NEEDS_EVENTS", "label", "leak_lines", "name", "render", "report_data", "who"]
+__all__ = [
+    "MARK_WORDS",
+    "NEEDS_EVENTS",
+    "SINCE_WORDS",
+    "UNTIL_WORDS",
+    "Mark",
+    "ends_words",
+    "holder_command",
+    "label",
+    "leak_lines",
+    "name",
+    "opener_words",
+    "render",
+    "report_data",
+    "text",
+    "who",
+    "words",
+]

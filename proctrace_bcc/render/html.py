@@ -8,13 +8,16 @@ close the element; the script puts text on the page only through ``textContent``
 canvas ``fillText``.
 
 The timeline draws only the rows in view on a canvas, so 50,000 processes stay
-responsive.  Data is columnar (one array per field, a string table for commands and
-argv) to keep the file small: see :func:`report_data`.
+responsive.  Data is columnar (one array per field, named; a string table for commands
+and argv) to keep the file small, and every code in it (outcomes, descriptor kinds,
+holding states, marks) comes with its table of names and words (``codes``), so the
+script knows no number's meaning by heart: see :func:`report_data`.
 
 When the recording has descriptor data (`record --fds`), a "Descriptors" section shows
-the leaks and the pipes and sockets found by :func:`proctrace_bcc.fds.analyze_fds`, in
-the words of `analyze -d fds` (:mod:`proctrace_bcc.render.fds`), each process mention
-a link to its timeline row: see :func:`fds_data`.
+the leaks and the pipes and sockets found by :func:`proctrace_bcc.fds.analyze_fds`:
+their sentences (text and process references) worded as `analyze -d fds` words them
+(:mod:`proctrace_bcc.render.fds`), each process reference a link to its timeline row:
+see :func:`fds_data`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import errno as _errno
 import hashlib
 import html
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -35,12 +38,22 @@ import orjson
 
 from proctrace_bcc import __version__
 from proctrace_bcc.events import display
-from proctrace_bcc.fds import Channel, Holding, Leak, Waiter, analyze_fds
-from proctrace_bcc.recording import Recording
+from proctrace_bcc.fds import (
+    CHANNEL_KINDS,
+    Holding,
+    Line,
+    Until,
+    analyze_fds,
+    leak_sentences,
+    opener_sentence,
+)
+from proctrace_bcc.read import Recording
 from proctrace_bcc.render._common import (
     NONZERO,
+    OK,
     RUNNING,
     SIGNALED,
+    UNKNOWN,
     concurrency,
     header_command,
     outcome,
@@ -48,10 +61,17 @@ from proctrace_bcc.render._common import (
     spans,
     tree_rows,
 )
-from proctrace_bcc.render.fds import label as fd_label
-from proctrace_bcc.render.fds import leak_lines, opener_words
+from proctrace_bcc.render.fds import (
+    MARK_WORDS,
+    SINCE_WORDS,
+    UNTIL_WORDS,
+    Mark,
+    ends_words,
+    holder_command,
+    words,
+)
 from proctrace_bcc.render.fds import name as fd_name
-from proctrace_bcc.tree import Process, ProcessTree
+from proctrace_bcc.tree import ProcessTree
 
 
 @cache
@@ -74,17 +94,39 @@ class _Strings:
         return i
 
 
+Key = tuple[int, int]  # Process.key: (pid, start)
+
+
+def _codes(table: dict[Any, Any]) -> list[Any]:
+    """A code table as the data carries it: entry i describes code i."""
+    assert sorted(table) == list(range(len(table))), table
+    return [table[k] for k in sorted(table)]
+
+
+FAILED = (NONZERO, SIGNALED)
+# Process outcomes (render._common's codes): a name (the script's colours are by name),
+# the legend's words, and whether it counts as failed.
+OUTCOME_CODES = _codes({c: {"name": n, "label": w, "failed": c in FAILED} for c, n, w in [
+    (OK, "ok", "exit 0"), (NONZERO, "nonzero", "non-zero exit"),
+    (SIGNALED, "signaled", "killed by a signal"), (RUNNING, "running", "never exited"),
+    (UNKNOWN, "unknown", "exited, status unknown")]})
+
+
 def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
     """Everything the page shows, as plain JSON-able data.
 
-    Times are nanoseconds from the recording's first event.  `p` holds one array per
-    process field, rows in tree order (a parent before its subtree, children in fork
-    order); `span0[i]:span0[i+1]` are row i's exec spans in `s`; `fe` lists failed execs.
+    Times are nanoseconds from the recording's first event.  A table is columnar: one
+    array per named field, entry i of each is row i.  ``processes``: rows in tree order
+    (a parent before its subtree, children in fork order), ``outcome`` a code described
+    by ``codes.outcome``, ``parent`` a row (-1: none);
+    ``span0[i]:span0[i+1]`` are row i's exec spans in ``spans``; ``failed_execs`` lists
+    failed execs by ``row``; ``concurrency``: processes ``alive`` from each ``time`` on.
+    Texts (commands, argv, files) are indices into ``strings`` (-1: none).
     """
     rows = tree_rows(tree)
     t0, end = tree.start, tree.end
     strings = _Strings()
-    index = {id(p): i for i, p in enumerate(rows)}
+    index = {p.key: i for i, p in enumerate(rows)}
 
     def rel(t: int) -> int:
         return t - t0
@@ -93,7 +135,7 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
         "pid", "ppid", "pgid", "sid", "parent", "start", "end", "outcome", "status", "cmd",
         "forked", "span0")}
     ss: dict[str, list[int]] = {"start": [], "end": [], "label": [], "argv": [], "file": []}
-    fe: dict[str, list[int]] = {"proc": [], "t": [], "file": [], "err": []}
+    fe: dict[str, list[int]] = {"row": [], "time": [], "file": [], "error": []}
     execs = failed = signaled = running = 0
     for i, p in enumerate(rows):
         oc = outcome(p)
@@ -101,7 +143,7 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
         pp["ppid"].append(p.ppid)
         pp["pgid"].append(p.pgid)
         pp["sid"].append(p.sid)
-        pp["parent"].append(index.get(id(p.parent), -1) if p.parent is not None else -1)
+        pp["parent"].append(index.get(p.parent.key, -1) if p.parent is not None else -1)
         pp["start"].append(rel(p.start))
         pp["end"].append(rel(p.end_time(end)))
         pp["outcome"].append(oc)
@@ -117,12 +159,12 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
             fn = sp.image.filename if sp.image is not None else None
             ss["file"].append(strings(display(fn)) if fn is not None else -1)
         for f in p.failed_execs:
-            fe["proc"].append(i)
-            fe["t"].append(rel(f.timestamp))
+            fe["row"].append(i)
+            fe["time"].append(rel(f.timestamp))
             fe["file"].append(strings(display(f.filename)))
-            fe["err"].append(strings(_errno.errorcode.get(f.errno, f"errno {f.errno}")))
+            fe["error"].append(strings(_errno.errorcode.get(f.errno, f"errno {f.errno}")))
         execs += len(p.execs)
-        failed += oc in (NONZERO, SIGNALED)
+        failed += oc in FAILED
         signaled += oc == SIGNALED
         running += oc == RUNNING
     pp["span0"].append(len(ss["start"]))
@@ -153,15 +195,16 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
     }
     fds = fds_data(tree, index, strings)
     out: dict[str, Any] = {
-        "version": 1,
+        "version": 2,
         "generator": f"proctrace-bcc {__version__}",
         "summary": summary,
         "end": end - t0,
+        "codes": {"outcome": OUTCOME_CODES},
         "strings": strings.items,
-        "p": pp,
-        "s": ss,
-        "fe": fe,
-        "conc": {"t": [rel(t) for t in ct], "n": cn},
+        "processes": pp,
+        "spans": ss,
+        "failed_execs": fe,
+        "concurrency": {"time": [rel(t) for t in ct], "alive": cn},
     }
     if fds is not None:
         out["fds"] = fds
@@ -175,77 +218,23 @@ LEAKS_MAX = 100  # leaks shown (the text report, `analyze -d fds`, lists them al
 CHANNELS_MAX = 300  # pipes and sockets shown
 HOLDERS_MAX = 100  # holders shown per pipe or socket
 
-# Holder row codes (see fds_data).
-FROM_FORK, FROM_EXEC, FROM_END = 0, 1, 2
-UNTIL_EXIT, UNTIL_CLOSED, UNTIL_OPEN, UNTIL_ALIVE, UNTIL_UNKNOWN = 0, 1, 2, 3, 4
-MARK_NONE, MARK_LEAKED, MARK_WAITING = 0, 1, 2
 
-_PID_REF = re.compile(r"\(pid (\d+)[,)]")
+def _segments(line: Line, st: _Strings, index: dict[Key, int]) -> list[int | dict[str, int]]:
+    """A sentence for the page: text as a string index, a process as ``{text, row}``.
 
-Segment = str | list[Any]  # plain text, or [text, row]: a link to that timeline row
-
-
-def linked(text: str, procs: list[Process], index: dict[int, int]) -> list[Segment]:
-    """`text` cut into plain strings and [mention, row] links.
-
-    A mention is how render.fds names a process, ``sleep 300 (pid 42, fd 3)``: the
-    name before ``(pid N`` through the closing parenthesis.  `procs` are the processes
-    the text can name (the first of a pid wins); a pid not among them stays text.
+    A process is worded as render.fds words it; it links to its row unless the
+    sentence names it without its pid (or it has no row): then it is text.
     """
-    by_pid: dict[int, Process] = {}
-    for p in procs:
-        by_pid.setdefault(p.pid, p)
-    out: list[Segment] = []
-    pos = 0
-    for m in _PID_REF.finditer(text):
-        q = by_pid.get(int(m.group(1)))
-        row = index.get(id(q)) if q is not None else None
-        close = text.find(")", m.start())
-        if q is None or row is None or close < 0 or m.start() < pos:
-            continue
-        name_end = m.start() - 1 if m.start() > 0 and text[m.start() - 1] == " " else m.start()
-        names = sorted({fd_label(q), fd_name(q)}, key=lambda c: (-len(c), c))
-        start = next((name_end - len(c) for c in names
-                      if c and text.endswith(c, pos, name_end)), None)
-        if start is None:  # named as it was at another time: its last word
-            start = max(pos, text.rfind(" ", pos, name_end) + 1)
-        if start > pos:
-            out.append(text[pos:start])
-        out.append([text[start:close + 1], row])
-        pos = close + 1
-    if pos < len(text):
-        out.append(text[pos:])
-    return out
-
-
-def _encoded(segs: list[Segment], st: _Strings) -> list[int | list[int]]:
-    """Segments with their text in the string table: an index, or [index, row]."""
-    return [st(g) if isinstance(g, str) else [st(g[0]), g[1]] for g in segs]
-
-
-def _waiter_procs(ws: list[Waiter], ch: Channel, into: set[tuple[int, int]]) -> list[Process]:
-    """The processes of waiters, recursively; `into` gets (channel, process) pairs."""
-    out: list[Process] = []
-    for w in ws:
-        out.append(w.holding.process)
-        into.add((id(ch), id(w.holding.process)))
-        for down, readers in w.downstream:
-            out.extend(_waiter_procs(readers, down, into))
-    return out
-
-
-def _holder_row(h: Holding, t0: int, row: int, cmd: int, end: int, mark: int) -> list[Any]:
-    frm = (FROM_FORK if h.since_fork
-           else FROM_END if h.sightings[0].source == "end" else FROM_EXEC)
-    if h.closed_before is not None:
-        state, until = UNTIL_CLOSED, h.closed_before - t0
-    elif h.holds_at_end:
-        state, until = (UNTIL_OPEN if h.snapshot_at_end else UNTIL_ALIVE), None
-    elif h.process.exit is not None:
-        state, until = UNTIL_EXIT, h.process.exit.timestamp - t0
-    else:
-        state, until = UNTIL_UNKNOWN, None
-    return [row, cmd, h.fds, end, h.since - t0, frm, until, state, mark]
+    pieces: list[str | dict[str, int]] = []
+    for g in line:
+        row = None if isinstance(g, str) or g.bare else index.get(g.key)
+        if row is not None:
+            pieces.append({"text": st(words(g)), "row": row})
+        elif pieces and isinstance(pieces[-1], str):
+            pieces[-1] += words(g)
+        else:
+            pieces.append(words(g))
+    return [st(g) if isinstance(g, str) else g for g in pieces]
 
 
 def _shown_holders(holders: list[Holding], keep: set[int]) -> list[Holding]:
@@ -261,20 +250,34 @@ def _shown_holders(holders: list[Holding], keep: set[int]) -> list[Holding]:
     return [h for h in holders if id(h) in chosen]
 
 
-def fds_data(tree: ProcessTree, index: dict[int, int],
+def _table(fields: Sequence[str]) -> dict[str, list[Any]]:
+    return {f: [] for f in fields}
+
+
+FDS_CODES = {
+    "kind": list(CHANNEL_KINDS),
+    "since": _codes(SINCE_WORDS),
+    "until": _codes({u: {"text": UNTIL_WORDS[u], "at_end": u.at_end} for u in Until}),
+    "mark": _codes(MARK_WORDS),
+}
+
+
+def fds_data(tree: ProcessTree, index: dict[Key, int],
              strings: _Strings | None = None) -> dict[str, Any] | None:
     """The descriptors section's data; None when the recording has no descriptor data.
 
-    `index` maps id(process) to its timeline row.  ``leaks[]``: ``t``, the lines of
-    `analyze -d fds` for that leak, as :func:`linked` segments; ``c``, the chain from
-    the process it came from down to the leaker, ``[row, name, fds]`` each; ``r``, the
-    leaker's row.  ``ch[]``: ``[name, opener segments, holders, open-at-end count,
-    holders not shown]`` per pipe or socket (name as /proc shows it, ``pipe:[INO]``, so
-    it says the kind); a holder is ``[row, command, fds, end, since, from, until,
-    until-kind, mark]``: end ``read``, ``write``, ``read+write``..., from FROM_*,
-    until-kind UNTIL_*, mark MARK_*.  Every text (segments, commands, names, ends) is
-    an index into `strings`: a segment is ``i`` (plain text) or ``[i, row]`` (a link).
-    Times are ns from the recording's first event.
+    `index` maps a process's key to its timeline row.  ``leaks``: ``lines``, the
+    sentences of `analyze -d fds` for that leak as segments; ``chain``, the fork path
+    from the process it came from down to the leaker, ``{row, name, fds}`` each;
+    ``row``, the leaker's.  ``channels`` (a table): ``name`` as /proc shows it
+    (``pipe:[INO]``), ``kind`` (codes.kind), ``opener`` (segments), ``open_at_end``
+    (holders still holding it), ``hidden`` (holders not shown), and
+    ``holder0[k]:holder0[k+1]``, channel k's rows in ``holders`` (a table): ``row``,
+    ``command``, ``fds``, ``end`` (read, write, read+write...), ``since`` (time) and
+    ``since_kind`` (codes.since: its words, {t} the time), ``until`` (time or null) and
+    ``until_kind`` (codes.until: words, held at the end), ``mark`` (codes.mark).  A
+    segment is a string index (text) or ``{text, row}`` (a link to that row).  Every
+    text is an index into `strings`.  Times are ns from the recording's first event.
     """
     rep = analyze_fds(tree)
     if not rep.has_data:
@@ -286,37 +289,44 @@ def fds_data(tree: ProcessTree, index: dict[int, int],
     leaks: list[dict[str, Any]] = []
     for i, lk in enumerate(rep.leaks):
         leaked_at.add((id(lk.channel), id(lk.process)))
-        waiters = _waiter_procs(lk.waiting, lk.channel, waiting_at)
+        waiting_at.update((id(ch), id(w.holding.process)) for ch, w in lk.waiters())
         if i >= LEAKS_MAX:
             continue
-        procs = [lk.process, lk.source, *(q for q, _ in lk.chain), *waiters,
-                 *(h.process for h in lk.others)]
         leaks.append({
-            "r": index.get(id(lk.process), -1),
-            "t": [_encoded(linked(s.strip(), procs, index), st) for s in leak_lines(lk, t0)],
-            "c": _chain_data(lk, index, st),
+            "row": index.get(lk.process.key, -1),
+            "lines": [_segments(line, st, index) for line in leak_sentences(lk, t0)],
+            "chain": [{"row": index.get(r.key, -1), "name": st(fd_name(r.process)),
+                       "fds": list(r.fds)} for r in lk.path()],
         })
     leaked_chans = {c for c, _ in leaked_at}
     order = sorted(rep.channels, key=lambda c: (id(c) not in leaked_chans, not c.open_at_end))
-    chans: list[list[Any]] = []
+    chans = _table(("name", "kind", "opener", "open_at_end", "hidden", "holder0"))
+    holders = _table(("row", "command", "fds", "end", "since", "since_kind", "until",
+                      "until_kind", "mark"))
+    kinds = {k: i for i, k in enumerate(CHANNEL_KINDS)}
     for ch in order[:CHANNELS_MAX]:
-        marks = {id(h): (MARK_LEAKED if (id(ch), id(h.process)) in leaked_at else
-                         MARK_WAITING if (id(ch), id(h.process)) in waiting_at else MARK_NONE)
+        marks = {id(h): (Mark.LEAKED if (id(ch), id(h.process)) in leaked_at else
+                         Mark.WAITING if (id(ch), id(h.process)) in waiting_at else Mark.NONE)
                  for h in ch.holders}
         shown = _shown_holders(ch.holders, {k for k, v in marks.items() if v})
-        rows = []
+        chans["name"].append(ch.name)
+        chans["kind"].append(kinds[ch.kind])
+        chans["opener"].append(_segments(opener_sentence(ch), st, index))
+        chans["open_at_end"].append(len(ch.open_at_end))
+        chans["hidden"].append(len(ch.holders) - len(shown))
+        chans["holder0"].append(len(holders["row"]))
         for h in shown:
-            p = h.process
-            cmd = fd_label(p)
-            if not p.execs:
-                cmd += (f" (fork of pid {p.parent.pid}, never exec'd)" if p.parent is not None
-                        else " (no exec)")
-            rows.append(_holder_row(h, t0, index.get(id(p), -1), st(cmd),
-                                    st("+".join(h.ends) or "?"), marks[id(h)]))
-        mentioned = [q for q in (ch.opener, ch.entered_by) if q is not None]
-        mentioned += [h.process for h in ch.holders]
-        chans.append([ch.name, _encoded(linked(opener_words(ch), mentioned, index), st), rows,
-                      len(ch.open_at_end), len(ch.holders) - len(shown)])
+            until = h.until
+            holders["row"].append(index.get(h.process.key, -1))
+            holders["command"].append(st(holder_command(h.process)))
+            holders["fds"].append(h.fds)
+            holders["end"].append(st(ends_words(h)))
+            holders["since"].append(h.since - t0)
+            holders["since_kind"].append(int(h.since_kind))
+            holders["until"].append(until - t0 if until is not None else None)
+            holders["until_kind"].append(int(h.until_kind))
+            holders["mark"].append(int(marks[id(h)]))
+    chans["holder0"].append(len(holders["row"]))
     pipes = sum(1 for c in rep.channels if c.kind == "pipe")
     return {
         "pipes": pipes,
@@ -324,17 +334,11 @@ def fds_data(tree: ProcessTree, index: dict[int, int],
         "observed": rep.processes_observed,
         "open_at_end": sum(1 for c in rep.channels if c.open_at_end),
         "nleaks": len(rep.leaks),
+        "codes": FDS_CODES,
         "leaks": leaks,
-        "ch": chans,
+        "channels": chans,
+        "holders": holders,
     }
-
-
-def _chain_data(lk: Leak, index: dict[int, int], st: _Strings) -> list[list[Any]]:
-    src = lk.channel.holding(lk.source)
-    items: list[tuple[Process, list[int]]] = [(lk.source, src.fds if src is not None else [])]
-    items += lk.chain
-    items.append((lk.process, lk.fds))
-    return [[index.get(id(q), -1), st(fd_name(q)), fds] for q, fds in items]
 
 
 def _start_time(iso: str) -> str:
@@ -431,7 +435,11 @@ def _script_hash(js: str) -> str:
 
 
 def render(rec: Recording, tree: ProcessTree) -> Iterator[str]:
-    data = report_data(rec, tree)
+    yield from render_data(report_data(rec, tree))
+
+
+def render_data(data: dict[str, Any]) -> Iterator[str]:
+    """The page of a :func:`report_data` result."""
     js = _asset("report.js")
     css = _asset("report.css")
     if "</" in js or "</" in css:  # would end the element early

@@ -26,7 +26,14 @@ from proctrace_bcc.events import (
     Fork,
     Header,
 )
-from proctrace_bcc.fds import FdReport, analyze_fds, common_ancestor
+from proctrace_bcc.fds import (
+    FdReport,
+    Ref,
+    analyze_fds,
+    common_ancestor,
+    leak_sentences,
+    opener_sentence,
+)
 from proctrace_bcc.read import read_recording
 from proctrace_bcc.render import fds as render_fds
 from proctrace_bcc.render.registry import MODES
@@ -216,6 +223,32 @@ def test_bats_leak_names_the_sleep_fd3_the_pipe_and_the_waiting_bats(tmp_path: P
     assert first[2] == f"    bats (pid 105, fd 0) is still waiting on the read end of pipe:[{P1}]."
     assert first[3] == ("    bats-format-cat (pid 106, fd 0) waits in turn on the output of "
                         f"bats (pid 105, pipe:[{P2}]).")
+
+
+def test_findings_name_processes_by_reference(tmp_path: Path) -> None:
+    """The sentences hold the processes they name (worded by each renderer), not their words."""
+    _, tree = roundtrip(tmp_path, bats_events(close_fd3=False), ["bats", "t.bats"])
+    (lk,) = analyze_fds(tree).leaks
+    head, running, waiting, in_turn = leak_sentences(lk, tree.start)
+    refs = [g for g in head if isinstance(g, Ref)]
+    assert [(r.process.pid, r.fds, r.full) for r in refs] == [
+        (104, (), True), (100, (), False), (102, (1,), False), (103, (1, 3), False)]
+    assert all(r.key == (r.process.pid, r.process.start) for r in refs)
+    assert refs[1].at == tree.find(102)[0].start  # the opener as it was when it forked
+    assert next(g for g in head if isinstance(g, str)) == (
+        f" holds fd 3, a pipe (write end, pipe:[{P1}]) that ")
+    assert running == [Ref(lk.process, bare=True),
+                       " was still running when the recording ended."]
+    assert [g.process.pid for g in waiting if isinstance(g, Ref)] == [105]
+    assert in_turn[-2:] == [Ref(tree.find(105)[0], note=f"pipe:[{P2}]"), "."]
+    assert render_fds.text(in_turn) == (f"bats-format-cat (pid 106, fd 0) waits in turn on the "
+                                        f"output of bats (pid 105, pipe:[{P2}]).")
+    assert [(r.process.pid, r.fds) for r in lk.path()] == [
+        (100, ()), (102, (1,)), (103, (1, 3)), (104, (3,))]
+    assert [(ch.ino, w.holding.process.pid) for ch, w in lk.waiters()] == [(P1, 105), (P2, 106)]
+    opener = opener_sentence(lk.channel)
+    assert opener[0] == "opened by " and isinstance(opener[1], Ref)
+    assert opener[1].process.pid == 100
 
 
 def test_bats_leak_from_end_snapshots_only(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from proctrace_bcc.events import Exec, Exit, Fork
-from proctrace_bcc.fds import analyze_fds
+from proctrace_bcc.events import Event, Exec, Exit, Fork
+from proctrace_bcc.fds import Line, Ref, Since, Until, analyze_fds
 from proctrace_bcc.render import fds as render_fds
 from proctrace_bcc.render import html as html_report
 from proctrace_bcc.render._common import concurrency
@@ -65,11 +65,13 @@ def parse(doc: str) -> Page:
 
 def test_rows_in_tree_order_with_parents_and_outcomes(mixed: tuple[str, dict[str, Any]]) -> None:
     _, d = mixed
-    p, strings = d["p"], d["strings"]
+    p, strings = d["processes"], d["strings"]
     assert p["pid"] == [100, 101, 102, 103, 104, 102, 105, 106]
     assert p["parent"] == [-1, 0, 1, 1, 1, 1, 0, 0]
     assert [strings[i] for i in p["status"]] == [
         "exit 2", "exit 2", "exit 0", "exit 1", "SIGKILL", "exit 0", "running", "exit 3"]
+    assert [d["codes"]["outcome"][c]["name"] for c in p["outcome"]] == [
+        "nonzero", "nonzero", "ok", "nonzero", "signaled", "ok", "running", "nonzero"]
     assert p["outcome"] == [1, 1, 0, 1, 2, 0, 3, 1]
     assert p["pgid"][7] == 106 and p["sid"][6] == 105
     # times are ns from the first event (1 ms); a running process ends at the recording's end
@@ -78,7 +80,7 @@ def test_rows_in_tree_order_with_parents_and_outcomes(mixed: tuple[str, dict[str
 
 def test_exec_spans_and_failed_execs(mixed: tuple[str, dict[str, Any]]) -> None:
     _, d = mixed
-    p, s, strings = d["p"], d["s"], d["strings"]
+    p, s, strings = d["processes"], d["spans"], d["strings"]
     r = 4  # pid 104: inherited image, sh, sleep
     idx = range(p["span0"][r], p["span0"][r + 1])
     assert [strings[s["label"][i]] for i in idx] == ["make test", "sh -c sleep 100", "sleep 100"]
@@ -89,8 +91,9 @@ def test_exec_spans_and_failed_execs(mixed: tuple[str, dict[str, Any]]) -> None:
     # argv with a space is quoted so the tooltip shows it unambiguously
     gcc = p["span0"][3 + 1] - 1
     assert strings[s["argv"][gcc]] == "gcc -c 'bad file.c'"
-    assert d["fe"]["proc"] == [4]
-    assert [strings[d["fe"][k][0]] for k in ("file", "err")] == ["/usr/bin/nosuch", "ENOENT"]
+    assert d["failed_execs"]["row"] == [4]
+    assert [strings[d["failed_execs"][k][0]] for k in ("file", "error")] == [
+        "/usr/bin/nosuch", "ENOENT"]
     assert p["span0"][-1] == len(s["start"])
 
 
@@ -117,7 +120,7 @@ def test_summary(mixed: tuple[str, dict[str, Any]]) -> None:
 
 
 def test_concurrency_is_a_step_function_of_processes_alive(tmp_path: Path) -> None:
-    evs = [
+    evs: list[Event] = [
         Exec.from_argv(0, 10, 1, 10, ["a"]),
         Fork(timestamp=100, parent_pid=10, child_pid=11, parent_pgid=10),
         Fork(timestamp=100, parent_pid=10, child_pid=12, parent_pgid=10),
@@ -171,7 +174,7 @@ def test_hostile_argv_cannot_break_out_of_the_data_block(
 
 
 def test_title_is_escaped(tmp_path: Path) -> None:
-    evs = [Exec.from_argv(0, 10, 1, 10, ["</title><script>alert(1)</script>"]),
+    evs: list[Event] = [Exec.from_argv(0, 10, 1, 10, ["</title><script>alert(1)</script>"]),
            Exit(timestamp=5, pid=10, ppid=1, pgid=10, exit_code=0)]
     rec, tree = load(write(tmp_path / "r.ndjson", evs, None))
     doc = "".join(html_report.render(rec, tree))
@@ -201,7 +204,7 @@ def test_recording_without_processes(tmp_path: Path) -> None:
     rec, tree = load(write(tmp_path / "r.ndjson",
                            [Lost(timestamp=5, count=2), End(timestamp=10, reason="timeout")], None))
     d = html_report.report_data(rec, tree)
-    assert d["p"]["pid"] == [] and d["p"]["span0"] == [0]
+    assert d["processes"]["pid"] == [] and d["processes"]["span0"] == [0]
     assert (d["summary"]["processes"], d["summary"]["lost"], d["summary"]["peak"]) == (0, 2, 0)
     page = parse("".join(html_report.render(rec, tree)))
     assert len(page.scripts) == 2
@@ -212,8 +215,9 @@ def test_recording_without_processes(tmp_path: Path) -> None:
 
 
 def _segs(d: dict[str, Any], segs: list[Any]) -> list[Any]:
-    """The data's segments (string-table indices) as linked() returns them."""
-    return [d["strings"][g] if isinstance(g, int) else [d["strings"][g[0]], g[1]] for g in segs]
+    """The data's segments (string-table indices) as text and [mention, row] links."""
+    return [d["strings"][g] if isinstance(g, int) else [d["strings"][g["text"]], g["row"]]
+            for g in segs]
 
 
 def _text(segs: list[Any]) -> str:
@@ -222,6 +226,17 @@ def _text(segs: list[Any]) -> str:
 
 def _links(segs: list[Any]) -> list[tuple[str, int]]:
     return [(g[0], g[1]) for g in segs if not isinstance(g, str)]
+
+
+def _channels(f: dict[str, Any]) -> list[dict[str, Any]]:
+    """The channels table as one dict per channel, its holders one dict each."""
+    ch, ho = f["channels"], f["holders"]
+    out = []
+    for k in range(len(ch["name"])):
+        rows = range(ch["holder0"][k], ch["holder0"][k + 1])
+        out.append({**{c: v[k] for c, v in ch.items() if c != "holder0"},
+                    "holders": [{c: v[i] for c, v in ho.items()} for i in rows]})
+    return out
 
 
 def test_no_descriptor_section_without_descriptor_data(mixed: tuple[str, dict[str, Any]]) -> None:
@@ -235,7 +250,7 @@ def test_descriptor_section_of_a_real_bats_leak() -> None:
     d = html_report.report_data(rec, tree)
     doc = "".join(html_report.render(rec, tree))
     assert doc.count('<section id="fds-sec">') == 1
-    pid = d["p"]["pid"]
+    pid = d["processes"]["pid"]
     f = d["fds"]
     rep = analyze_fds(tree)
     assert (f["pipes"], f["sockets"], f["observed"], f["open_at_end"]) == (15, 0, 29, 2)
@@ -245,62 +260,75 @@ def test_descriptor_section_of_a_real_bats_leak() -> None:
     (leak,) = f["leaks"]
     # the same words as `analyze -d fds`, line by line
     want = [s.strip() for s in render_fds.leak_lines(lk, tree.start)]
-    lines = [_segs(d, line) for line in leak["t"]]
+    lines = [_segs(d, line) for line in leak["lines"]]
     assert [_text(line) for line in lines] == want
     assert want[0].startswith(f"sleep 300 (pid {sleep.pid}) holds fd 3, a pipe (write end, "
                               f"{lk.channel.name}) that bats (pid {bats.pid}) opened")
     # every process it names links to that process's timeline row
     links = _links(lines[0])
-    assert links[0] == (f"sleep 300 (pid {sleep.pid})", leak["r"])
+    assert links[0] == (f"sleep 300 (pid {sleep.pid})", leak["row"])
     assert links[1] == (f"bats (pid {bats.pid})", pid.index(bats.pid))
     assert [pid[r] for _, r in links] == [sleep.pid, bats.pid, *(q.pid for q, _ in lk.chain)]
     assert links[2][0].startswith("bats-exec-suite (pid ") and links[2][0].endswith(", fd 1)")
     (waiter,) = lk.waiting
     assert _links(lines[2]) == [(f"bats (pid {waiter.holding.process.pid}, fd 0)",
                                      pid.index(waiter.holding.process.pid))]
-    assert pid[leak["r"]] == sleep.pid
+    assert pid[leak["row"]] == sleep.pid
     # the chain: from bats down to the sleep, with the fds each was seen using
     strings = d["strings"]
-    assert [(pid[r], strings[n], fds) for r, n, fds in leak["c"]] == [
+    assert [(pid[c["row"]], strings[c["name"]], c["fds"]) for c in leak["chain"]] == [
         (bats.pid, "bats", []), *((q.pid, render_fds.name(q), fds) for q, fds in lk.chain),
         (sleep.pid, "sleep", [3])]
     # pipes: the leaked one first; the sleep marked leaked, the reader waiting
-    assert len(f["ch"]) == 15 and f["ch"][0][0] == lk.channel.name
-    _, opener, holders, open_at_end, hidden = f["ch"][0]
-    opener = _segs(d, opener)
+    chans = _channels(f)
+    assert len(chans) == 15 and chans[0]["name"] == lk.channel.name
+    assert [f["codes"]["kind"][c["kind"]] for c in chans] == ["pipe"] * 15
+    first = chans[0]
+    opener = _segs(d, first["opener"])
     assert _text(opener) == render_fds.opener_words(lk.channel)
     assert _links(opener) == [(f"bats (pid {bats.pid})", pid.index(bats.pid))]
-    assert (open_at_end, hidden, len(holders)) == (2, 0, len(lk.channel.holders))
-    by_pid = {pid[h[0]]: h for h in holders}
-    _, cmd, fds, end, since, frm, until, state, mark = by_pid[sleep.pid]
-    assert (strings[cmd], fds, strings[end], frm, until, state, mark) == (
-        "sleep 300", [3], "write", html_report.FROM_FORK, None, html_report.UNTIL_OPEN,
-        html_report.MARK_LEAKED)
-    assert since == sleep.start - tree.start
+    holders = first["holders"]
+    assert (first["open_at_end"], first["hidden"], len(holders)) == (
+        2, 0, len(lk.channel.holders))
+    by_pid = {pid[h["row"]]: h for h in holders}
+    h = by_pid[sleep.pid]
+    assert (strings[h["command"]], h["fds"], strings[h["end"]], h["since_kind"], h["until"],
+            h["until_kind"], h["mark"]) == (
+        "sleep 300", [3], "write", Since.FORK, None, Until.OPEN, render_fds.Mark.LEAKED)
+    assert h["since"] == sleep.start - tree.start
     reader = by_pid[waiter.holding.process.pid]
-    assert strings[reader[1]] == f"bats hang.bats (fork of pid {bats.pid}, never exec'd)"
-    assert (strings[reader[3]], reader[5], reader[7], reader[8]) == (
-        "read", html_report.FROM_END, html_report.UNTIL_OPEN, html_report.MARK_WAITING)
+    assert strings[reader["command"]] == f"bats hang.bats (fork of pid {bats.pid}, never exec'd)"
+    assert (strings[reader["end"]], reader["since_kind"], reader["until_kind"],
+            reader["mark"]) == ("read", Since.END, Until.OPEN, render_fds.Mark.WAITING)
     suite = by_pid[lk.chain[0][0].pid]
-    assert (suite[7], suite[8]) == (html_report.UNTIL_EXIT, html_report.MARK_NONE)
-    assert suite[6] == lk.chain[0][0].exit_time - tree.start  # type: ignore[operator]
+    assert (suite["until_kind"], suite["mark"]) == (Until.EXIT, render_fds.Mark.NONE)
+    assert suite["until"] == lk.chain[0][0].exit_time - tree.start  # type: ignore[operator]
     # the other pipes are not leaked; every pid's row is the right process
-    assert all(h[8] == html_report.MARK_NONE for c in f["ch"][2:] for h in c[2])
-    assert all(pid[h[0]] in {p.pid for p in tree.processes} for c in f["ch"] for h in c[2])
+    assert all(h["mark"] == render_fds.Mark.NONE for c in chans[2:] for h in c["holders"])
+    assert all(pid[h["row"]] in {p.pid for p in tree.processes}
+               for c in chans for h in c["holders"])
+    # the codes come with their words: the page has no table of its own
+    codes = f["codes"]
+    assert codes["since"][h["since_kind"]] == "{t} fork"
+    assert codes["until"][h["until_kind"]] == {"text": "still open", "at_end": True}
+    assert codes["until"][suite["until_kind"]] == {"text": "{t} exit", "at_end": False}
+    assert codes["mark"][h["mark"]] == "leaked" and codes["mark"][suite["mark"]] == ""
 
 
-def test_linked_mentions(tmp_path: Path) -> None:
+def test_sentence_segments_link_the_processes_they_name(tmp_path: Path) -> None:
+    """Processes are references, worded as `analyze -d fds` words them, never parsed back."""
     _, tree = load(write_hostile_leak(tmp_path / "r.ndjson"))
-    index = {id(p): i for i, p in enumerate(tree.walk())}
+    index = {p.key: i for i, p in enumerate(tree.walk())}
     sh, daemon, reader = (tree.find(pid)[0] for pid in (10, 11, 12))
-    text = "reader (pid 12, fd 0) waits on sh (pid 10); nobody (pid 99) and (pid 10 x"
-    assert html_report.linked(text, [reader, sh], index) == [
-        ["reader (pid 12, fd 0)", index[id(reader)]], " waits on ",
-        ["sh (pid 10)", index[id(sh)]], "; nobody (pid 99) and (pid 10 x"]
-    # a name the text gives differently: its last word is the link
-    assert html_report.linked("was bash (pid 11, later x)", [daemon], index) == [
-        "was ", ["bash (pid 11, later x)", index[id(daemon)]]]
-    assert html_report.linked("sh (pid 10)", [], index) == ["sh (pid 10)"]
+    st = html_report._Strings()
+    line: Line = [Ref(reader, (0,)), " waits on ", Ref(sh), "; nobody (pid 99) and (pid 10 x"]
+    assert _segs({"strings": st.items}, html_report._segments(line, st, index)) == [
+        ["reader (pid 12, fd 0)", index[reader.key]], " waits on ",
+        ["sh (pid 10)", index[sh.key]], "; nobody (pid 99) and (pid 10 x"]
+    # named by its program alone (no pid), or without a row: text, merged with its neighbours
+    line = ["was ", Ref(daemon, bare=True), " then ", Ref(sh), "."]
+    assert _segs({"strings": st.items}, html_report._segments(line, st, {})) == [
+        "was daemon then sh (pid 10)."]
 
 
 def test_hostile_argv_in_the_descriptor_section_stays_data(tmp_path: Path) -> None:
@@ -313,27 +341,28 @@ def test_hostile_argv_in_the_descriptor_section_stays_data(tmp_path: Path) -> No
     assert not set(data_text) & set("<>&")
     assert json.loads(data_text) == json.loads(json.dumps(d))
     (leak,) = d["fds"]["leaks"]
-    head = _text(_segs(d, leak["t"][0]))
+    head = _text(_segs(d, leak["lines"][0]))
     assert head.startswith('daemon </script><img src=x onerror="window.__pwned=1">')
     assert "<img" not in doc and "</script><img" not in doc
-    holder = d["fds"]["ch"][0][2][0]
-    assert d["strings"][holder[1]] == head.split(" (pid ")[0]  # the same label, as text
+    holder = _channels(d["fds"])[0]["holders"][0]
+    assert d["strings"][holder["command"]] == head.split(" (pid ")[0]  # the same label, as text
 
 
 def test_descriptor_section_caps_keep_the_leaked_holders(monkeypatch: pytest.MonkeyPatch) -> None:
     rec, tree = load(BATS_LEAK)
-    full = html_report.report_data(rec, tree)["fds"]
+    full = _channels(html_report.report_data(rec, tree)["fds"])
     monkeypatch.setattr(html_report, "HOLDERS_MAX", 3)
     monkeypatch.setattr(html_report, "CHANNELS_MAX", 2)
     d = html_report.report_data(rec, tree)
-    f, pid = d["fds"], d["p"]["pid"]
-    assert len(f["ch"]) == 2 and f["pipes"] == 15  # the page says "the first 2 of 15"
-    name, _, holders, _, hidden = f["ch"][0]
-    assert name == full["ch"][0][0]
-    assert len(holders) == 3 and hidden == len(full["ch"][0][2]) - 3
+    f, pid = d["fds"], d["processes"]["pid"]
+    chans = _channels(f)
+    assert len(chans) == 2 and f["pipes"] == 15  # the page says "the first 2 of 15"
+    holders = chans[0]["holders"]
+    assert chans[0]["name"] == full[0]["name"]
+    assert len(holders) == 3 and chans[0]["hidden"] == len(full[0]["holders"]) - 3
     # the leaked sleep and the waiting reader are kept, with the first holder by time
-    assert sorted(h[8] for h in holders) == [html_report.MARK_NONE, html_report.MARK_LEAKED,
-                                             html_report.MARK_WAITING]
-    shown = [pid[h[0]] for h in holders]  # in the same order as in the full table
-    assert shown == [pid[h[0]] for h in full["ch"][0][2] if pid[h[0]] in shown]
-    assert shown[0] == pid[full["ch"][0][2][0][0]]
+    assert sorted(h["mark"] for h in holders) == [render_fds.Mark.NONE, render_fds.Mark.LEAKED,
+                                                  render_fds.Mark.WAITING]
+    shown = [pid[h["row"]] for h in holders]  # in the same order as in the full table
+    assert shown == [pid[h["row"]] for h in full[0]["holders"] if pid[h["row"]] in shown]
+    assert shown[0] == pid[full[0]["holders"][0]["row"]]

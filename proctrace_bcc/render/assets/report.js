@@ -5,11 +5,14 @@
   "use strict";
   var t0 = performance.now();
   var D = JSON.parse(document.getElementById("proctrace-data").textContent);
-  var S = D.strings, P = D.p, SP = D.s, FE = D.fe;
+  // Tables are columnar (one array per named field); codes are described by D.codes.
+  var S = D.strings, P = D.processes, SP = D.spans, FE = D.failed_execs;
   var N = P.pid.length;
   var ROW_H = 18, AXIS_H = 22, INDENT = 12, MAX_INDENT_LEVELS = 24, TRI_W = 12;
-  var COLORS = ["#3f9a3a", "#e07b00", "#c62835", "#3b7dd8", "#8a8a8a"];
-  var OUTCOME = ["exit 0", "non-zero exit", "killed by a signal", "never exited", "exited, status unknown"];
+  var OUTCOME = D.codes.outcome;  // outcome code -> {name, label, failed}
+  var COLOR = { ok: "#3f9a3a", nonzero: "#e07b00", signaled: "#c62835", running: "#3b7dd8",
+                unknown: "#8a8a8a" };
+  var COLORS = OUTCOME.map(function (o) { return COLOR[o.name]; });
 
   // ---- derived structure (rows are in tree order: a parent comes before its subtree)
   var parent = Int32Array.from(P.parent);
@@ -27,7 +30,7 @@
   var feStart = new Int32Array(N + 1);  // failed execs of row i: FE[feStart[i] .. feStart[i+1])
   (function () {
     var counts = new Int32Array(N + 1);
-    for (var j = 0; j < FE.proc.length; j++) counts[FE.proc[j] + 1]++;
+    for (var j = 0; j < FE.row.length; j++) counts[FE.row[j] + 1]++;
     for (var r = 0; r < N; r++) feStart[r + 1] = feStart[r] + counts[r + 1];
   })();
   var END = Math.max(D.end, 1);
@@ -100,8 +103,8 @@
     }
     $("cmd").textContent = sm.command;
     var lg = $("legend");
-    for (var o = 0; o < COLORS.length; o++) {
-      var s = el("span", OUTCOME[o], "lg");
+    for (var o = 0; o < OUTCOME.length; o++) {
+      var s = el("span", OUTCOME[o].label, "lg");
       var sw = el("i");
       sw.style.background = COLORS[o];
       s.insertBefore(sw, s.firstChild);
@@ -284,7 +287,7 @@
       }
       ctx.fillStyle = "#b00020";
       for (var f = feStart[r]; f < feStart[r + 1]; f++) {
-        var fx = X(FE.t[f]);
+        var fx = X(FE.time[f]);
         ctx.beginPath();
         ctx.moveTo(fx, y + 2);
         ctx.lineTo(fx - 3, y + ROW_H - 2);
@@ -312,7 +315,7 @@
   }
 
   // ---- concurrency chart (same time axis as the timeline)
-  var cT = D.conc.t, cN = D.conc.n, peak = D.summary.peak;
+  var cT = D.concurrency.time, cN = D.concurrency.alive, peak = D.summary.peak;
   var brush = null;
   function drawConc() {
     var c = cctx;
@@ -429,8 +432,8 @@
       box.appendChild(el("pre", spanArgv(s)));
     }
     for (var f = feStart[r]; f < feStart[r + 1]; f++) {
-      box.appendChild(el("div", "failed exec at " + fmtAt(FE.t[f]) + ": " + S[FE.file[f]] +
-                         " (" + S[FE.err[f]] + ")", "bad"));
+      box.appendChild(el("div", "failed exec at " + fmtAt(FE.time[f]) + ": " + S[FE.file[f]] +
+                         " (" + S[FE.error[f]] + ")", "bad"));
     }
   }
 
@@ -626,7 +629,7 @@
     var SLOW = 25;
     fillTable("slowest", slow.slice(0, SLOW), N > SLOW ? "the " + SLOW + " longest of " + N : "");
     var failed = [];
-    for (var r = 0; r < N; r++) if (P.outcome[r] === 1 || P.outcome[r] === 2) failed.push(r);
+    for (var r = 0; r < N; r++) if (OUTCOME[P.outcome[r]].failed) failed.push(r);
     var FMAX = 500;
     fillTable("failed", failed.slice(0, FMAX),
               failed.length > FMAX ? "the first " + FMAX + " of " + failed.length +
@@ -634,21 +637,20 @@
   })();
 
   // ---- descriptors (record --fds): the leaks in words, then every pipe and socket
-  function appendSegs(parent, segs) {  // S[i]: plain text; [i, row]: S[i], a link to that row
+  function appendSegs(parent, segs) {  // S[i]: plain text; {text, row}: a link to that row
     for (var j = 0; j < segs.length; j++) {
       var g = segs[j];
       if (typeof g === "number") parent.appendChild(document.createTextNode(S[g]));
-      else if (g[1] >= 0) parent.appendChild(link(g[1], S[g[0]]));
-      else parent.appendChild(document.createTextNode(S[g[0]]));
+      else parent.appendChild(link(g.row, S[g.text]));
     }
   }
   function fdList(fds) { return (fds.length === 1 ? "fd " : "fds ") + fds.join(", "); }
   function plural(n, w, ws) { return n + " " + (n === 1 ? w : (ws || w + "s")); }
-  var FD_FROM = ["fork", "exec", "end"];
-  var FD_MARK = ["", "leaked", "waiting"];
+  function words(tmpl, t) { return tmpl.replace("{t}", t === null ? "" : fmtAt(t)); }
   (function () {
     var F = D.fds;
     if (!F || !$("fds-sec")) return;
+    var FC = F.codes, CH = F.channels, HO = F.holders;
     $("fds-summary").textContent = plural(F.pipes, "pipe") + " and " + plural(F.sockets, "socket") +
       " seen in " + plural(F.observed, "process", "processes") + "; " + F.open_at_end +
       " still open when the recording ended.";
@@ -663,58 +665,55 @@
     }
     for (var j = 0; j < F.leaks.length; j++) {
       var lk = F.leaks[j], div = el("div", null, "leak");
-      for (var l = 0; l < lk.t.length; l++) {
+      for (var l = 0; l < lk.lines.length; l++) {
         var line = el(l === 0 ? "p" : "div", null, l === 0 ? "leak-head" : "leak-more");
-        appendSegs(line, lk.t[l]);
+        appendSegs(line, lk.lines[l]);
         div.appendChild(line);
       }
       var chain = el("div", "chain: ", "chain");
-      for (var c = 0; c < lk.c.length; c++) {
-        var it = lk.c[c];
+      for (var c = 0; c < lk.chain.length; c++) {
+        var it = lk.chain[c];
         if (c) chain.appendChild(el("span", " \u2192 ", "arrow"));
-        chain.appendChild(it[0] >= 0 ? link(it[0], S[it[1]]) : el("span", S[it[1]]));
-        if (it[2].length) chain.appendChild(el("span", " (" + fdList(it[2]) + ")", "fds"));
+        chain.appendChild(it.row >= 0 ? link(it.row, S[it.name]) : el("span", S[it.name]));
+        if (it.fds.length) chain.appendChild(el("span", " (" + fdList(it.fds) + ")", "fds"));
       }
       div.appendChild(chain);
       box.appendChild(div);
     }
-    var total = F.pipes + F.sockets, tbl = $("fds-chan");
-    $("fds-chan-note").textContent = (F.ch.length < total ? "the first " + F.ch.length +
-      " of " : "") + total + ": leaked ones first, then the ones still open at the end";
-    for (var k = 0; k < F.ch.length; k++) {
-      var ch = F.ch[k], tb = el("tbody"), hr = el("tr", null, "ch-head"), hd = el("td");
+    var total = F.pipes + F.sockets, tbl = $("fds-chan"), shown = CH.name.length;
+    $("fds-chan-note").textContent = (shown < total ? "the first " + shown + " of " : "") +
+      total + ": leaked ones first, then the ones still open at the end";
+    for (var k = 0; k < shown; k++) {
+      var tb = el("tbody"), hr = el("tr", null, "ch-head"), hd = el("td");
       hd.colSpan = 7;
-      hd.appendChild(el("span", ch[0], "ch-name"));
-      hd.appendChild(el("span", ch[0].slice(0, ch[0].indexOf(":")), "ch-kind"));
-      appendSegs(hd, ch[1]);
-      if (ch[3]) {
+      hd.appendChild(el("span", CH.name[k], "ch-name"));
+      hd.appendChild(el("span", FC.kind[CH.kind[k]], "ch-kind"));
+      appendSegs(hd, CH.opener[k]);
+      if (CH.open_at_end[k]) {
         hd.appendChild(el("span", "  open at the end in " +
-                          plural(ch[3], "process", "processes"), "note"));
+                          plural(CH.open_at_end[k], "process", "processes"), "note"));
       }
       hr.appendChild(hd);
       tb.appendChild(hr);
-      for (var h = 0; h < ch[2].length; h++) {
-        // [row, command, fds, end, since, from, until, until-kind, mark]
-        var hv = ch[2][h], tr = el("tr", null, hv[8] ? "mark-" + FD_MARK[hv[8]] : null);
-        tr.appendChild(el("td", hv[0] >= 0 ? P.pid[hv[0]] : "?", "num"));
+      for (var h = CH.holder0[k]; h < CH.holder0[k + 1]; h++) {
+        var r = HO.row[h], mark = FC.mark[HO.mark[h]], until = FC.until[HO.until_kind[h]];
+        var tr = el("tr", null, mark ? "mark-" + mark : null);
+        tr.appendChild(el("td", r >= 0 ? P.pid[r] : "?", "num"));
         var tdc = el("td");
-        tdc.appendChild(hv[0] >= 0 ? link(hv[0], S[hv[1]]) : el("span", S[hv[1]]));
+        tdc.appendChild(r >= 0 ? link(r, S[HO.command[h]]) : el("span", S[HO.command[h]]));
         tr.appendChild(tdc);
-        tr.appendChild(el("td", hv[2].join(","), "num"));
-        tr.appendChild(el("td", S[hv[3]]));
-        tr.appendChild(el("td", fmtAt(hv[4]) + " " + FD_FROM[hv[5]], "num"));
-        var u = hv[7] === 0 ? fmtAt(hv[6]) + " exit" : hv[7] === 1 ? "closed by " + fmtAt(hv[6]) :
-          hv[7] === 2 ? "still open" : hv[7] === 3 ? "alive at end" : "?";
-        tr.appendChild(el("td", u, "num"));
-        var open = hv[7] === 2 || hv[7] === 3;
-        var at = el("td", (open ? "\u25cf open" : "") + (hv[8] ? (open ? " \u00b7 " : "") +
-                                                         FD_MARK[hv[8]] : ""),
-                    open ? "at-end open" : "at-end");
-        tr.appendChild(at);
+        tr.appendChild(el("td", HO.fds[h].join(","), "num"));
+        tr.appendChild(el("td", S[HO.end[h]]));
+        tr.appendChild(el("td", words(FC.since[HO.since_kind[h]], HO.since[h]), "num"));
+        tr.appendChild(el("td", words(until.text, HO.until[h]), "num"));
+        var open = until.at_end;
+        tr.appendChild(el("td", (open ? "\u25cf open" : "") + (mark ? (open ? " \u00b7 " : "") +
+                                                               mark : ""),
+                          open ? "at-end open" : "at-end"));
         tb.appendChild(tr);
       }
-      if (ch[4]) {
-        var mr = el("tr"), mc = el("td", "\u2026 and " + plural(ch[4], "more holder") +
+      if (CH.hidden[k]) {
+        var mr = el("tr"), mc = el("td", "\u2026 and " + plural(CH.hidden[k], "more holder") +
                                    " (analyze -d fds lists them all)", "note");
         mc.colSpan = 7;
         mr.appendChild(mc);
