@@ -69,3 +69,68 @@ class Subtree(Generic[N]):
         if self.select_pid is None:
             return True
         return owner in self.members if owner is not None else tag in GLOBAL_KINDS
+
+
+# ---------------------------------------------------------------------------
+# The recorder's membership: live pids of the tree, events in timestamp order.  A fork
+# a backend delivers late (after events it precedes) is placed when it comes: the exit
+# of a pid not in the tree and a fork whose parent is not in it are remembered a while.
+
+Unplaced = dict[int, list[tuple[int, int]]]  # parent pid -> [(child pid, fork time)]
+
+
+def join(alive: set[int], exits: dict[int, int], forks: Unplaced, pid: int,
+         forked: int) -> int:
+    """`pid`, forked at `forked`, is in the tree, and so are the remembered forks it made
+    before its exit (recursively); a remembered exit stamped at or after its fork means
+    it is already gone.  Returns how many remembered forks were placed (and forgotten)."""
+    placed = 0
+    stack = [(pid, forked)]
+    while stack:
+        pid, forked = stack.pop()
+        exited = exits.get(pid)
+        if exited is not None and exited >= forked:
+            del exits[pid]  # its exit came first: already gone
+        else:
+            alive.add(pid)
+            exited = None
+        kids = forks.get(pid)
+        if not kids:
+            continue
+        # Its children are the forks between its own fork and its exit (the pid may
+        # have been reused since: later forks are another process's).
+        mine: list[tuple[int, int]] = []
+        rest: list[tuple[int, int]] = []
+        for k in kids:
+            (mine if forked <= k[1] and (exited is None or k[1] <= exited) else rest).append(k)
+        if mine:
+            if rest:
+                forks[pid] = rest
+            else:
+                del forks[pid]
+            placed += len(mine)
+            stack.extend(mine)
+    return placed
+
+
+def prune(exits: dict[int, int], forks: Unplaced, nforks: int, limit: int, most: int) -> int:
+    """Forget remembered exits and forks older than `limit`, or the oldest beyond `most`
+    of each; returns how many forks are left (`nforks` before)."""
+    while exits:
+        pid = next(iter(exits))  # the oldest: re-inserted on every exit
+        if len(exits) <= most and exits[pid] >= limit:
+            break
+        del exits[pid]
+    while forks:
+        parent = next(iter(forks))  # (about) the oldest: dict order is first insertion
+        kids = forks[parent]
+        over = nforks - most
+        if over <= 0 and kids[0][1] >= limit:
+            break
+        del forks[parent]
+        keep = [k for k in kids if k[1] >= limit]
+        keep = keep[max(0, over - (len(kids) - len(keep))):]
+        nforks -= len(kids) - len(keep)
+        if keep:
+            forks[parent] = keep  # inserted again, last
+    return nforks

@@ -28,12 +28,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from proctrace_bcc import __version__
+from proctrace_bcc import __version__, lineage
 from proctrace_bcc.backends.base import Backend, BackendConfig
 from proctrace_bcc.errors import BackendUnavailable, RecorderError, UsageError
 from proctrace_bcc.events import End, Event, Exit, FdSnapshot, Fork, Header, Lost
 from proctrace_bcc.procfs import snapshot_fds
-from proctrace_bcc.recording import RecordingWriter
+from proctrace_bcc.writer import RecordingWriter
 
 POLL_MS = 100
 SYNC_NS = 1_000_000_000  # fsync the recording at most once a second while recording
@@ -284,57 +284,15 @@ class Recorder:
 
     def _join(self, pid: int, forked: int) -> None:
         """`pid`, forked at `forked`, is in the tree (and so are its unplaced children)."""
-        stack = [(pid, forked, True)]
-        while stack:
-            pid, forked, direct = stack.pop()
-            if direct or not self.opts.raw:  # --raw counted every fork when it came
-                self.seen += 1
-            exited = self._exits.get(pid)
-            if exited is not None and exited >= forked:
-                del self._exits[pid]  # its exit came first: already gone
-            else:
-                self.alive.add(pid)
-                exited = None
-            kids = self._forks.get(pid)
-            if not kids:
-                continue
-            # Its children are the forks between its own fork and its exit (the pid
-            # may have been reused since: later forks are another process's).
-            mine: list[tuple[int, int]] = []
-            rest: list[tuple[int, int]] = []
-            for k in kids:
-                (mine if forked <= k[1] and (exited is None or k[1] <= exited) else rest).append(k)
-            if mine:
-                if rest:
-                    self._forks[pid] = rest
-                else:
-                    del self._forks[pid]
-                self._nforks -= len(mine)
-                stack.extend((c, t, False) for c, t in mine)
+        placed = lineage.join(self.alive, self._exits, self._forks, pid, forked)
+        self._nforks -= placed
+        self.seen += 1 if self.opts.raw else 1 + placed  # --raw counted every fork as it came
 
     def _prune(self, newest: int) -> None:
         """Forget unplaced exits and forks older than UNPLACED_NS, or the oldest beyond
         UNPLACED_MAX."""
-        limit = newest - UNPLACED_NS
-        exits = self._exits
-        while exits:
-            pid = next(iter(exits))
-            if len(exits) <= UNPLACED_MAX and exits[pid] >= limit:
-                break
-            del exits[pid]
-        forks = self._forks
-        while forks:
-            parent = next(iter(forks))  # (about) the oldest: dict order is first insertion
-            kids = forks[parent]
-            over = self._nforks - UNPLACED_MAX
-            if over <= 0 and kids[0][1] >= limit:
-                break
-            del forks[parent]
-            keep = [k for k in kids if k[1] >= limit]
-            keep = keep[max(0, over - (len(kids) - len(keep))):]
-            self._nforks -= len(kids) - len(keep)
-            if keep:
-                forks[parent] = keep  # inserted again, last
+        self._nforks = lineage.prune(self._exits, self._forks, self._nforks,
+                                     newest - UNPLACED_NS, UNPLACED_MAX)
 
     def _status(self, force: bool = False) -> None:
         if not self._tty:
