@@ -194,6 +194,17 @@ class _Builder:
             p.ppid = ppid
         return p
 
+    def _adopt(self, pid: int) -> Process | None:
+        """The process a Fork of `pid` replaces, if any: seen (e.g. an out-of-order
+        event) before its fork, with nothing of its own yet.  It leaves the tree."""
+        old = self.live.get(pid)
+        if old is not None and old.exit is None and old.fork_time is None and not (
+            old.execs or old.children
+        ):
+            self.processes.remove(old)
+            return old
+        return None
+
     @staticmethod
     def _set_pgid(p: Process, t: int, pgid: int | None) -> None:
         if pgid is not None and (not p.pgid_history or p.pgid_history[-1][1] != pgid):
@@ -219,12 +230,7 @@ class _Builder:
                 return owner
             parent = self._get(ev.parent_pid, t, None)
             self._set_pgid(parent, t, ev.parent_pgid)
-            old = self.live.get(ev.child_pid)
-            if old is not None and old.exit is None and old.fork_time is None and not (
-                old.execs or old.children
-            ):
-                # Seen (e.g. an out-of-order event) before its fork: adopt it.
-                self.processes.remove(old)
+            self._adopt(ev.child_pid)
             owner = self._new(ev.child_pid, t, ev.parent_pid)
             owner.fork_time = t
             self._set_pgid(owner, t, ev.child_pgid if ev.child_pgid is not None else ev.parent_pgid)
@@ -318,20 +324,11 @@ class FastBuilder(_Builder, Subtree[Process]):
         self.place(p, pid, p.parent)
         return p
 
-    def _forget_adopted(self, pid: int) -> Process | None:
-        """The process a Fork of `pid` replaces (tree._Builder's adoption rule), if any."""
-        old = self.live.get(pid)
-        if old is not None and old.exit is None and old.fork_time is None and not (
-            old.execs or old.children
-        ):
+    def _adopt(self, pid: int) -> Process | None:
+        old = _Builder._adopt(self, pid)
+        if old is not None:
             self.forget(old)
-            return old
-        return None
-
-    def add(self, ev: Event) -> Process | None:
-        if isinstance(ev, Fork):
-            self._forget_adopted(ev.child_pid)
-        return super().add(ev)
+        return old
 
     def add_obj(self, t: int, tag: str, body: dict[str, Any]) -> Process | None:
         """Add one event body; ValueError (from event_from_obj) if it is malformed."""
@@ -343,15 +340,6 @@ class FastBuilder(_Builder, Subtree[Process]):
         if isinstance(ev, (Lost, End)):
             return None
         return self.add(ev)
-
-    def _proc(self, pid: int, t: int, ppid: int | None) -> Process:
-        # _Builder._get, inlined in _fast for the common case.
-        p = self.live.get(pid)
-        if p is None or p.exit is not None:
-            return self._new(pid, t, ppid)
-        if p.ppid is None and ppid:
-            p.ppid = ppid
-        return p
 
     def _fast(self, t: int, tag: str, body: dict[str, Any]) -> Process | None:
         # Every check happens before the first change of state, so that a body that
@@ -400,11 +388,7 @@ class FastBuilder(_Builder, Subtree[Process]):
             h = parent.pgid_history
             if not h or h[-1][1] != ppgid:
                 h.append((t, ppgid))
-            old = live.get(cpid)
-            if old is not None and old.exit is None and old.fork_time is None:
-                old = self._forget_adopted(cpid)
-                if old is not None:
-                    self.processes.remove(old)
+            self._adopt(cpid)
             owner = self._new(cpid, t, ppid)
             owner.fork_time = t
             owner.pgid_history.append((t, cpgid if cpgid is not None else ppgid))
@@ -417,14 +401,14 @@ class FastBuilder(_Builder, Subtree[Process]):
                 raise Slow
             ev = Exit(t, pid, ppid, pgid, body.get("exit_code"), body.get("signal"),
                       body.get("core_dumped", False))
-            owner = self._proc(pid, t, ppid)
+            owner = self._get(pid, t, ppid)
             owner.exit = ev
             return owner
         if tag == "ExecFailed":
             pid, filename, err = body["pid"], body["filename"], body["errno"]
             if type(pid) is not int or type(err) is not int or type(filename) is not str:
                 raise Slow
-            owner = self._proc(pid, t, None)
+            owner = self._get(pid, t, None)
             owner.failed_execs.append(ExecFailed(t, pid, filename, err,
                                                  body.get("truncated", False)))
             return owner
@@ -433,7 +417,7 @@ class FastBuilder(_Builder, Subtree[Process]):
             if (type(pid) is not int or type(ppid) is not int or type(pgid) is not int
                     or type(target) is not int):
                 raise Slow
-            owner = self._proc(target, t, None)
+            owner = self._get(target, t, None)
             h = owner.pgid_history
             if not h or h[-1][1] != pgid:
                 h.append((t, pgid))
@@ -443,7 +427,7 @@ class FastBuilder(_Builder, Subtree[Process]):
             if type(pid) is not int or type(ppid) is not int or type(pgid) is not int:
                 raise Slow
             sid = body["sid"]
-            owner = self._proc(pid, t, ppid)
+            owner = self._get(pid, t, ppid)
             h = owner.pgid_history
             if not h or h[-1][1] != pgid:
                 h.append((t, pgid))
