@@ -165,6 +165,17 @@ class Slow(Exception):
     """A fast path declines this body: it needs event_from_obj (and its messages)."""
 
 
+def plain_exec(body: dict[str, Any]) -> bool:
+    """An Exec body a fast path may apply as it is (KeyError: a field is missing):
+    integer ids, str cmdline and filename, lists of str, no fds."""
+    return not (type(body["pid"]) is not int or type(body["ppid"]) is not int
+                or type(body["pgid"]) is not int or type(body["cmdline"]) is not str
+                or not is_str_list(body.get("argv"))
+                or not is_str_list(body.get("interpreter"))
+                or type(body.get("filename")) not in (str, type(None))
+                or body.get("fds") is not None)
+
+
 def is_str_list(v: object) -> bool:
     """None, or a list of str (a non-UTF-8 string is a {"b64": ...} object)."""
     if v is None:

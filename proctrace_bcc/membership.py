@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proctrace_bcc.codec import INT_FIELDS, Slow, event_from_obj, is_str_list
+from proctrace_bcc.codec import INT_FIELDS, Slow, event_from_obj, plain_exec
 from proctrace_bcc.events import End, Lost
 from proctrace_bcc.lineage import GLOBAL_KINDS, Subtree
 from proctrace_bcc.tree import Process
@@ -96,14 +96,10 @@ class Membership(Subtree[Light]):
         # The checks of FastBuilder._fast, then _apply inlined for the common kinds.
         live = self.live
         if tag == "Exec":
-            pid, ppid = body["pid"], body["ppid"]
-            if (type(pid) is not int or type(ppid) is not int
-                    or type(body["pgid"]) is not int or type(body["cmdline"]) is not str
-                    or not is_str_list(body.get("argv")) or not is_str_list(body.get("interpreter"))
-                    or type(body.get("filename", "")) not in (str, type(None))
-                    or body.get("fds") is not None):
+            if not plain_exec(body):
                 raise Slow
-            p = live.get(pid)
+            pid, ppid = body["pid"], body["ppid"]
+            p = live.get(pid)  # _get, inlined (as for Exit)
             if p is None or p.exited:
                 p = self._new(pid, ppid)
             elif p.ppid is None and ppid:
@@ -117,10 +113,7 @@ class Membership(Subtree[Light]):
             if (type(pid) is not int or type(body["errno"]) is not int
                     or type(body["filename"]) is not str):
                 raise Slow
-            p = live.get(pid)
-            if p is None or p.exited:
-                p = self._new(pid, None)
-            return p
+            return self._get(pid, None)
         if tag == "Exit":
             pid, ppid = body["pid"], body["ppid"]
             if type(pid) is not int or type(ppid) is not int or type(body["pgid"]) is not int:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from proctrace_bcc.codec import Slow, event_from_obj, is_str_list
+from proctrace_bcc.codec import Slow, event_from_obj, plain_exec
 from proctrace_bcc.events import (
     End,
     Event,
@@ -345,17 +345,13 @@ class FastBuilder(_Builder, Subtree[Process]):
         # Every check happens before the first change of state, so that a body that
         # falls back to the reference path is never applied twice.
         if tag == "Exec":
+            if not plain_exec(body):
+                raise Slow
             pid, ppid, pgid = body["pid"], body["ppid"], body["pgid"]
             cmdline = body["cmdline"]
             argv = body.get("argv")
             filename = body.get("filename")
             interp = body.get("interpreter")
-            if (type(pid) is not int or type(ppid) is not int or type(pgid) is not int
-                    or type(cmdline) is not str or not is_str_list(argv)
-                    or (interp is not None and not is_str_list(interp))
-                    or (filename is not None and type(filename) is not str)
-                    or body.get("fds") is not None):
-                raise Slow
             sid = body.get("sid")
             uid = body.get("uid")
             owner = self.live.get(pid)
@@ -428,12 +424,7 @@ class FastBuilder(_Builder, Subtree[Process]):
                 raise Slow
             sid = body["sid"]
             owner = self._get(pid, t, ppid)
-            h = owner.pgid_history
-            if not h or h[-1][1] != pgid:
-                h.append((t, pgid))
-            if sid is not None:
-                h = owner.sid_history
-                if not h or h[-1][1] != sid:
-                    h.append((t, sid))
+            self._set_pgid(owner, t, pgid)
+            self._set_sid(owner, t, sid)
             return owner
         raise Slow
