@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
-from proctrace_bcc.backends import bpftrace as bt
-from proctrace_bcc.backends.bpftrace import CHUNK, Parser
+from proctrace_bcc.backends.base import BackendConfig
+from proctrace_bcc.backends.bpftrace import backend, parser, probe, protocol, script
+from proctrace_bcc.backends.bpftrace.parser import Parser
+from proctrace_bcc.backends.bpftrace.protocol import CHUNK
 from proctrace_bcc.errors import BackendUnavailable, RecorderError
 from proctrace_bcc.events import (
     Event,
@@ -136,7 +139,7 @@ def test_both_script_detection_modes_agree() -> None:
 
 
 def exec_lines(area: bytes, *, tid: int = 100, ts: int = 5000, script: int = 0,
-               filename: bytes = b"/bin/x", z: bytes | bool | None = False,
+               filename: bytes = b"/bin/x", z: bytes | Literal[False] | None = False,
                max_chunks: int = 245, skip: tuple[int, ...] = (),
                stack_below: bytes = b"\x01" * CHUNK) -> list[bytes]:
     """The lines proctrace.bt prints for one exec whose argument area is `area`.
@@ -202,7 +205,7 @@ def test_an_exec_waits_for_all_its_lines_then_times_out() -> None:
     p.feed(b"\n".join(lines[:-1]))  # no N line yet
     p.expire()
     assert p.take() == []
-    now[0] += bt.STALE_EXEC_S + 0.1
+    now[0] += parser.STALE_EXEC_S + 0.1
     p.expire()
     (ex,) = p.take()
     assert isinstance(ex, Exec) and ex.argv == ["ls", "-l"]
@@ -222,7 +225,7 @@ SCRIPT_AREA = b"/bin/sh\0-e\0./run.sh\0arg one\0\0"
 
 @pytest.mark.parametrize("z_first", [True, False])
 def test_script_gets_the_callers_argv0_back(z_first: bool) -> None:
-    lines = exec_lines(SCRIPT_AREA, script=bt.SCRIPT_YES, filename=b"./run.sh", z=b"run")
+    lines = exec_lines(SCRIPT_AREA, script=protocol.SCRIPT_YES, filename=b"./run.sh", z=b"run")
     if not z_first:  # the Z line came from another CPU, after the rest
         lines = lines[1:] + lines[:1]
     ex = one_exec(lines)
@@ -232,15 +235,15 @@ def test_script_gets_the_callers_argv0_back(z_first: bool) -> None:
 
 
 def test_script_whose_argv0_was_unreadable_is_flagged() -> None:
-    ex = one_exec(exec_lines(SCRIPT_AREA, script=bt.SCRIPT_YES, filename=b"./run.sh", z=None))
+    ex = one_exec(exec_lines(SCRIPT_AREA, script=protocol.SCRIPT_YES, filename=b"./run.sh", z=None))
     assert ex.argv == ["./run.sh", "arg one", ""] and ex.truncated is True
 
 
 def test_without_prepare_exec_the_parser_tells_scripts_apart() -> None:
-    plain = one_exec(exec_lines(b"sh\0-c\0true\0", script=bt.SCRIPT_ASK, filename=b"/bin/sh",
+    plain = one_exec(exec_lines(b"sh\0-c\0true\0", script=protocol.SCRIPT_ASK, filename=b"/bin/sh",
                                 z=b"sh"))
     assert plain.argv == ["sh", "-c", "true"] and plain.interpreter is None
-    script = one_exec(exec_lines(SCRIPT_AREA, script=bt.SCRIPT_ASK, filename=b"./run.sh",
+    script = one_exec(exec_lines(SCRIPT_AREA, script=protocol.SCRIPT_ASK, filename=b"./run.sh",
                                  z=b"./run.sh"))
     assert script.argv == ["./run.sh", "arg one", ""] and script.interpreter == ["/bin/sh", "-e"]
 
@@ -248,7 +251,7 @@ def test_without_prepare_exec_the_parser_tells_scripts_apart() -> None:
 def test_long_filename_is_flagged_and_still_splits_a_script() -> None:
     long = b"/" + b"d" * 300 + b"/run.sh"
     area = b"/bin/sh\0" + long + b"\0x\0"
-    ex = one_exec(exec_lines(area, script=bt.SCRIPT_YES, filename=long, z=b"run"))
+    ex = one_exec(exec_lines(area, script=protocol.SCRIPT_YES, filename=long, z=b"run"))
     assert ex.truncated is True
     assert ex.interpreter == ["/bin/sh"] and ex.argv == ["run", "x"]
     assert ex.filename == long[:CHUNK - 1].decode()
@@ -256,7 +259,7 @@ def test_long_filename_is_flagged_and_still_splits_a_script() -> None:
 
 def test_long_argv0_is_flagged() -> None:
     a0 = b"a" * 250
-    ex = one_exec(exec_lines(SCRIPT_AREA, script=bt.SCRIPT_YES, filename=b"./run.sh", z=a0))
+    ex = one_exec(exec_lines(SCRIPT_AREA, script=protocol.SCRIPT_YES, filename=b"./run.sh", z=a0))
     assert ex.truncated is True and (ex.argv or [""])[0] == "a" * (CHUNK - 1)
 
 
@@ -295,21 +298,6 @@ def test_simple_records_and_clock_offset() -> None:
         SetPGID(7002, 11, 10, 10, target_pid=12),
         SetSID(8000, 11, 10, 11, sid=11),
     ]
-    assert p.alive == set()  # 11 forked, then exited
-
-
-def test_alive_survives_exits_read_before_their_forks() -> None:
-    """Lines of different CPUs come out of order: a short child's exit before its fork."""
-    p = Parser(245, clock_offset=0)
-    p.feed(b"\n".join([
-        printf("T 20 11 10 10 0"),  # 11's exit, read first
-        printf("F 10 10 10 9 11"),
-        printf("F 30 10 10 9 12"),
-        printf("F 40 10 10 9 11"),  # pid 11 reused
-    ]))
-    assert p.alive == {11, 12}
-    p.feed(printf("T 50 12 10 10 0"))
-    assert p.alive == {11}
 
 
 def test_lost_events_handshake_and_junk() -> None:
@@ -334,9 +322,9 @@ def test_lost_events_handshake_and_junk() -> None:
 
 def test_sync_round_completes_when_every_cpu_answered() -> None:
     """BpftraceBackend.sync's bookkeeping: H lines with (seq, cpu) answer a round."""
-    b = bt.BpftraceBackend(bt.BackendConfig(tracer_pid=1))
+    b = backend.BpftraceBackend(BackendConfig(tracer_pid=1))
     assert b.synced_until() == 0  # nothing proven before the first round
-    b._round = bt._Round(started=1000, want={1: 0, 2: 1})
+    b._round = backend._Round(started=1000, want={1: 0, 2: 1})
     b.parser.feed(b"\n".join([printf("H 0 4026531836 5738 0 1"),  # start-up: not an answer
                                printf("H 0 4026531836 5738 1 0")]))
     assert b.parser.answers == {1: 0} and b.parser.handshakes == 2
@@ -345,30 +333,30 @@ def test_sync_round_completes_when_every_cpu_answered() -> None:
     assert b._finish_round() is True and b.synced_until() == 1000
     assert b._round is None and b.parser.answers == {} and b.sync_rounds == 1
     # answers of an abandoned older round are cleaned up with the newer round's
-    b._round = bt._Round(started=3000, want={5: 0, 6: 1})
+    b._round = backend._Round(started=3000, want={5: 0, 6: 1})
     b.parser.feed(b"\n".join(printf(f"H 0 1 5738 {s} {c}") for s, c in
                               [(3, 0), (5, 0), (4, 1), (6, 1)]))
     assert b._finish_round() is True and b.synced_until() == 3000 and b.parser.answers == {}
     # an answer from another CPU than the one its call was pinned to proves nothing
-    b._round = bt._Round(started=5000, want={7: 0, 8: 1})
+    b._round = backend._Round(started=5000, want={7: 0, 8: 1})
     b.parser.feed(b"\n".join([printf("H 0 1 5738 7 1"), printf("H 0 1 5738 8 1")]))
     assert b._finish_round() is None and b.synced_until() == 3000 and b._round is None
     # the proof never moves back
-    b._round = bt._Round(started=2000, want={9: -1})
+    b._round = backend._Round(started=2000, want={9: -1})
     b.parser.feed(printf("H 0 1 5738 9 0"))
     assert b._finish_round() is True and b.synced_until() == 3000
 
 
 def test_cpu_lists() -> None:
-    assert bt.parse_cpu_list("0-3,6,8-9\n") == [0, 1, 2, 3, 6, 8, 9]
-    assert bt.parse_cpu_list("0\n") == [0]
-    assert bt.online_cpus()  # this machine's
+    assert probe.parse_cpu_list("0-3,6,8-9\n") == [0, 1, 2, 3, 6, 8, 9]
+    assert probe.parse_cpu_list("0\n") == [0]
+    assert probe.online_cpus()  # this machine's
 
 
 def test_c_string_and_unhex() -> None:
-    assert bt.unhex("\\x00\\x41\\xff") == b"\0A\xff"
-    assert bt.c_string(b"ab\0cd") == (b"ab", False)
-    assert bt.c_string(b"x" * (CHUNK - 1) + b"\0") == (b"x" * (CHUNK - 1), True)
+    assert protocol.unhex("\\x00\\x41\\xff") == b"\0A\xff"
+    assert protocol.c_string(b"ab\0cd") == (b"ab", False)
+    assert protocol.c_string(b"x" * (CHUNK - 1) + b"\0") == (b"x" * (CHUNK - 1), True)
 
 
 # ---------------------------------------------------------------------------
@@ -378,8 +366,8 @@ def test_c_string_and_unhex() -> None:
 @pytest.mark.parametrize("prepare", [True, False])
 @pytest.mark.parametrize("init", [True, False])
 @pytest.mark.parametrize("version", [(0, 17, 0), (0, 19, 0), (0, 26, 1)])
-def test_render_script(prepare: bool, init: bool, version: bt.Version) -> None:
-    text = bt.render_script(bt.script_path().read_text(), version, prepare, init)
+def test_render_script(prepare: bool, init: bool, version: probe.Version) -> None:
+    text = script.render_script(script.script_path().read_text(), version, prepare, init)
     assert "//@" not in text and "NR(" not in text
     assert ("tracepoint:sched:sched_prepare_exec" in text) == prepare
     assert ("args->" in text) == (version < (0, 19, 0))
@@ -392,25 +380,25 @@ def test_render_script(prepare: bool, init: bool, version: bt.Version) -> None:
 
 def test_render_rejects_bad_templates() -> None:
     with pytest.raises(RecorderError, match="unknown condition"):
-        bt.render_script("//@if FOO\n//@endif\n", (0, 17, 0), True)
+        script.render_script("//@if FOO\n//@endif\n", (0, 17, 0), True)
     with pytest.raises(RecorderError, match="without //@if"):
-        bt.render_script("//@endif\n", (0, 17, 0), True)
+        script.render_script("//@endif\n", (0, 17, 0), True)
     with pytest.raises(RecorderError, match="without //@endif"):
-        bt.render_script("//@if PREPARE\n", (0, 17, 0), True)
+        script.render_script("//@if PREPARE\n", (0, 17, 0), True)
 
 
 def test_versions_env_and_limits() -> None:
-    assert bt.parse_version("bpftrace v0.17.0\n") == (0, 17, 0)
-    assert bt.parse_version("bpftrace v0.21.2-12-gabcdef") == (0, 21, 2)
-    assert bt.parse_version("bpftrace 0.23") == (0, 23, 0)
-    assert bt.parse_version("nothing") is None
-    old = bt.script_env((0, 17, 0), 256)
+    assert probe.parse_version("bpftrace v0.17.0\n") == (0, 17, 0)
+    assert probe.parse_version("bpftrace v0.21.2-12-gabcdef") == (0, 21, 2)
+    assert probe.parse_version("bpftrace 0.23") == (0, 23, 0)
+    assert probe.parse_version("nothing") is None
+    old = script.script_env((0, 17, 0), 256)
     assert old["BPFTRACE_STRLEN"] == "200" and "BPFTRACE_MAP_KEYS_MAX" in old
-    new = bt.script_env((0, 21, 0), 300)
+    new = script.script_env((0, 21, 0), 300)
     assert new["BPFTRACE_MAX_STRLEN"] == "200" and "BPFTRACE_MAX_MAP_KEYS" in new
     assert new["BPFTRACE_PERF_RB_PAGES"] == "256"  # a power of two
-    assert bt.argv_chunks(65536 - 4096) == (65536 - 4 * 4096) // CHUNK
-    assert bt.argv_chunks(10) == 4096 // CHUNK
+    assert script.argv_chunks(65536 - 4096) == (65536 - 4 * 4096) // CHUNK
+    assert script.argv_chunks(10) == 4096 // CHUNK
 
 
 def fake_bpftrace(tmp_path: Path, version_line: str) -> str:
@@ -422,16 +410,16 @@ def fake_bpftrace(tmp_path: Path, version_line: str) -> str:
 
 def test_too_old_or_odd_bpftrace_is_unavailable(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable, match=r"too old.*0\.17\.0 or newer"):
-        bt.bpftrace_version(fake_bpftrace(tmp_path, "bpftrace v0.16.0"))
+        probe.bpftrace_version(fake_bpftrace(tmp_path, "bpftrace v0.16.0"))
     with pytest.raises(BackendUnavailable, match="did not print a version"):
-        bt.bpftrace_version(fake_bpftrace(tmp_path, "hello"))
-    assert bt.bpftrace_version(fake_bpftrace(tmp_path, "bpftrace v0.26.1")) == (0, 26, 1)
+        probe.bpftrace_version(fake_bpftrace(tmp_path, "hello"))
+    assert probe.bpftrace_version(fake_bpftrace(tmp_path, "bpftrace v0.26.1")) == (0, 26, 1)
     with pytest.raises(BackendUnavailable, match="not an executable"):
-        bt.find_bpftrace(str(tmp_path / "missing"))
+        probe.find_bpftrace(str(tmp_path / "missing"))
 
 
 def test_kernel_version_fallback_for_prepare_exec(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bt, "has_tracepoint", lambda name: None)
-    assert bt.kernel_has_prepare_exec("6.10.0-foo") is True
-    assert bt.kernel_has_prepare_exec("6.1.0-28-amd64") is False
+    monkeypatch.setattr(probe, "has_tracepoint", lambda name: None)
+    assert probe.kernel_has_prepare_exec("6.10.0-foo") is True
+    assert probe.kernel_has_prepare_exec("6.1.0-28-amd64") is False
 

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from proctrace_bcc.backends import bpftrace as bt
+from proctrace_bcc.backends.bpftrace import backend, check, probe
 
 pytestmark = pytest.mark.kernel
 
@@ -26,7 +26,7 @@ def _needs_bpftrace() -> None:
         pytest.skip("bpftrace is not installed")
 
 
-def variant_id(b: bt.BpftraceBackend) -> str:
+def variant_id(b: backend.BpftraceBackend) -> str:
     return (f"{'prepare' if b.force_prepare_exec else 'noprepare'}-"
             f"{'initns' if b.init_pidns else 'anyns'}")
 
@@ -35,20 +35,20 @@ def test_every_variant_compiles() -> None:
     """`bpftrace --dry-run` (0.22+) or `--emit-elf` (before): semantic checks, codegen, the
     512-byte stack limit."""
     seen = []
-    for b in bt.variants(BPFTRACE):
-        b.binary = bt.find_bpftrace(BPFTRACE)
-        b.version = bt.bpftrace_version(b.binary)
+    for b in check.variants(BPFTRACE):
+        b.binary = probe.find_bpftrace(BPFTRACE)
+        b.version = probe.bpftrace_version(b.binary)
         b.prepare_exec = bool(b.force_prepare_exec)
-        bt.compile_only(b)
+        check.compile_only(b)
         seen.append(variant_id(b))
     assert "noprepare-anyns" in seen
 
 
 def test_every_variant_loads_and_answers_the_handshake() -> None:
     """The kernel's verifier accepts every program and the last probe answers."""
-    lines = bt.check(BPFTRACE)
+    lines = check.check(BPFTRACE)
     assert lines and all(line.startswith("ok: ") for line in lines)
-    variants = bt.variants(BPFTRACE)
+    variants = check.variants(BPFTRACE)
     assert len(lines) == len(variants)
     if BPFTRACE is not None:
         assert all(line.startswith(f"ok: {BPFTRACE} ") for line in lines), lines

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from proctrace_bcc.backends import bpftrace as bt
-from proctrace_bcc.backends.bpftrace import CHUNK
+from proctrace_bcc.backends.bpftrace import parser, probe, script
+from proctrace_bcc.backends.bpftrace.protocol import CHUNK
 from proctrace_bcc.errors import RecorderError
 from proctrace_bcc.events import Lost
 
 V017, V021, V022, V023, V024, V027 = (0, 17, 0), (0, 21, 0), (0, 22, 0), (0, 23, 2), (0, 24, 0), (0, 27, 0)
 
 
-def render(version: bt.Version, prepare: bool = True, init: bool = False) -> str:
-    return bt.render_script(bt.script_path().read_text(), version, prepare, init)
+def render(version: probe.Version, prepare: bool = True, init: bool = False) -> str:
+    return script.render_script(script.script_path().read_text(), version, prepare, init)
 
 
 @pytest.mark.parametrize("init", [True, False])
@@ -29,19 +29,19 @@ def test_pid_numbers_cast_in_0_17_offsetof_later(init: bool) -> None:
 
 
 @pytest.mark.parametrize("version", [V017, V023, V027])
-def test_pid_translation_is_one_ternary(version: bt.Version) -> None:
+def test_pid_translation_is_one_ternary(version: probe.Version) -> None:
     """0.23 segfaults compiling a ternary nested in another that reads kernel memory."""
-    assert bt._nr("$p", version).count("?") == 1
-    assert "struct pid_namespace *" in bt._nr("$p", version)
+    assert script._nr("$p", version).count("?") == 1
+    assert "struct pid_namespace *" in script._nr("$p", version)
     text = render(version)
-    assert "? NR(" not in bt.script_path().read_text()
+    assert "? NR(" not in script.script_path().read_text()
     assert all(line.count("?") <= 1 for line in text.splitlines() if "@inum" not in line)
 
 
 @pytest.mark.parametrize("prepare", [True, False])
 @pytest.mark.parametrize("version", [V022, V023])
 def test_exec_probes_are_raw_where_data_loc_strings_are_misread(
-        prepare: bool, version: bt.Version) -> None:
+        prepare: bool, version: probe.Version) -> None:
     text = render(version, prepare)
     assert "tracepoint:sched:sched_process_exec" not in text
     assert text.count("rawtracepoint:sched_process_exec") == 3
@@ -54,7 +54,7 @@ def test_exec_probes_are_raw_where_data_loc_strings_are_misread(
 
 
 @pytest.mark.parametrize("version", [V017, V021, V024, V027])
-def test_exec_probes_stay_tracepoints_elsewhere(version: bt.Version) -> None:
+def test_exec_probes_stay_tracepoints_elsewhere(version: probe.Version) -> None:
     text = render(version)
     assert "rawtracepoint" not in text
     assert text.count("tracepoint:sched:sched_process_exec") == 3
@@ -62,24 +62,24 @@ def test_exec_probes_stay_tracepoints_elsewhere(version: bt.Version) -> None:
 
 def test_raw_exec_probes_refuse_what_they_cannot_translate() -> None:
     with pytest.raises(RecorderError, match="shares its probe"):
-        bt.raw_exec_probes("tracepoint:sched:sched_process_exec,\ntracepoint:sched:sched_process_exit\n{\n}\n")
+        script.raw_exec_probes("tracepoint:sched:sched_process_exec,\ntracepoint:sched:sched_process_exit\n{\n}\n")
     with pytest.raises(RecorderError, match="no raw tracepoint argument"):
-        bt.raw_exec_probes("tracepoint:sched:sched_process_exec\n{\n  $x = args.pid;\n}\n")
+        script.raw_exec_probes("tracepoint:sched:sched_process_exec\n{\n  $x = args.pid;\n}\n")
 
 
 def test_string_length_leaves_room_for_buf_from_0_22() -> None:
     """buf(x, 200) needs 204 bytes of scratch in 0.23 ("invalid access to map value")."""
-    assert bt.script_env(V017, 64)["BPFTRACE_STRLEN"] == str(CHUNK)
-    assert bt.script_env(V021, 64)["BPFTRACE_MAX_STRLEN"] == str(CHUNK)
+    assert script.script_env(V017, 64)["BPFTRACE_STRLEN"] == str(CHUNK)
+    assert script.script_env(V021, 64)["BPFTRACE_MAX_STRLEN"] == str(CHUNK)
     for v in (V022, V023, V027):
-        env = bt.script_env(v, 64)
+        env = script.script_env(v, 64)
         assert int(env["BPFTRACE_MAX_STRLEN"]) >= CHUNK + 4
         assert "BPFTRACE_STRLEN" not in env
 
 
 def test_messages_of_0_27_are_parsed_once() -> None:
     """0.27 adds a top-level `count` next to `data`; captured from bpftrace 0.27.0."""
-    p = bt.Parser(bt.argv_chunks(49152), clock_offset=0)
+    p = parser.Parser(script.argv_chunks(49152), clock_offset=0)
     p.feed(b'{"type": "attached_probes", "count": 17, "data": {"probes": 17}}\n'
            b'{"type": "lost_events", "count": 19545, "data": {"events": 19545}}\n')
     assert p.attached == 17

@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from proctrace_bcc.backends.base import BackendConfig
-from proctrace_bcc.backends.bpftrace import BpftraceBackend, version_str
+from proctrace_bcc.backends.bpftrace import BpftraceBackend
+from proctrace_bcc.backends.bpftrace.probe import version_str
 
 HERE = Path(__file__).resolve().parent
 
