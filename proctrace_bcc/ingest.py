@@ -33,7 +33,7 @@ def _header(an: Analysis, root_pid: int) -> Header:
         h = Header(version=__version__, backend="proctrace (original)")
     options = dict(h.options)
     options["ingested_from"] = os.path.basename(an.name)
-    if an.reader.legacy or options.get("legacy"):
+    if an.reader.converted:
         options["legacy"] = True  # pgid values and exit statuses are the original's
     return Header(format=h.format, schema=h.schema, version=h.version, backend=h.backend,
                   kernel=h.kernel, hostname=h.hostname, command=h.command, root_pid=root_pid,
