@@ -43,10 +43,8 @@ class Light:
 class Membership(Subtree[Light]):
     """Which events belong to the selected subtree, without building the tree.
 
-    For `-d sequential` and `ingest`: the same attribution rules as tree._Builder
-    (and FastBuilder: same interface) but only a few bytes per live pid, so memory
-    does not grow with the recording.  tests/unit/test_stream.py checks it against
-    the reference.
+    The attribution rules of tree._Builder with FastBuilder's interface; the subtree
+    from lineage.Subtree.
     """
 
     def __init__(self, select_pid: int | None, info: bool = False) -> None:
