@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from proctrace_bcc import tracefs
 from proctrace_bcc.errors import ProctraceError
 
 
@@ -50,12 +51,11 @@ def checks() -> list[Check]:
     root = os.geteuid() == 0
     out.append(Check("root (CAP_BPF, CAP_PERFMON)", root,
                      "yes" if root else "recording needs root: run `sudo proctrace-bcc record`"))
-    tracefs = next((p for p in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-                    if Path(p, "events").is_dir()), None)
-    out.append(Check("tracefs", tracefs is not None or root,
-                     tracefs or ("not mounted; `record` mounts it at /sys/kernel/tracing"
+    mounted = tracefs.find()
+    out.append(Check("tracefs", mounted is not None or root,
+                     mounted or (f"not mounted; `record` mounts it at {tracefs.MOUNT_POINT}"
                                  if root else "not mounted (mount -t tracefs nodev "
-                                 "/sys/kernel/tracing)")))
+                                 f"{tracefs.MOUNT_POINT})")))
     btf = Path("/sys/kernel/btf/vmlinux")
     if btf.exists():
         try:

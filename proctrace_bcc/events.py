@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
 
 # ---------------------------------------------------------------------------
@@ -186,13 +187,24 @@ class FdSnapshot:
     fds: list[FdInfo] = field(default_factory=list)
 
 
+class StopReason(StrEnum):
+    """Why a recording stopped (`End.reason`); on disk the plain word."""
+
+    EXITED = "exited"  # CMD and every process of its tree ended
+    TIMEOUT = "timeout"  # --timeout
+    GRACE = "grace"  # --grace after CMD itself ended
+    INTERRUPTED = "interrupted"  # SIGINT
+    TERMINATED = "terminated"  # SIGTERM
+
+
 @dataclass(slots=True)
 class End:
     """Last event of a recording: why it stopped and which processes still ran."""
 
     KIND: ClassVar[str] = "End"
     timestamp: int
-    reason: str  # "exited", "timeout", "grace", "interrupted", "terminated", "error"
+    # What `record` writes is a StopReason; a file read is kept as it says.
+    reason: StopReason | str
     running: list[int] = field(default_factory=list)
     exit_status: int | None = None
     lost: int = 0
