@@ -311,8 +311,9 @@ def build_tree_with_owners(events: Iterable[Event], header: Header | None = None
 class FastBuilder(_Builder, Subtree[Process]):
     """tree._Builder fed with parsed dicts; tracks the selected subtree while building.
 
-    ``_fast`` inlines the reference rules of ``_Builder.add`` (``_get``, ``_set_pgid``,
-    ``_set_sid``) for speed; tests/unit/test_stream.py checks both give the same tree.
+    ``_fast`` applies the reference rules of ``_Builder.add`` to the dicts, inlining
+    ``_get``, ``_set_pgid`` and ``_set_sid`` for the hot kinds (Exec, Fork) only;
+    tests/unit/test_stream.py checks both give the same tree.
     """
 
     def __init__(self, select_pid: int | None) -> None:
@@ -414,9 +415,7 @@ class FastBuilder(_Builder, Subtree[Process]):
                     or type(target) is not int):
                 raise Slow
             owner = self._get(target, t, None)
-            h = owner.pgid_history
-            if not h or h[-1][1] != pgid:
-                h.append((t, pgid))
+            self._set_pgid(owner, t, pgid)
             return owner
         if tag == "SetSID":
             pid, ppid, pgid = body["pid"], body["ppid"], body["pgid"]
