@@ -50,11 +50,13 @@ row), so no renderer reads another's English to find who is meant.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 from proctrace_bcc.events import FdInfo
+from proctrace_bcc.render import fmt_duration
 from proctrace_bcc.tree import Process, ProcessTree
 
 CHANNEL_KINDS = ("pipe", "socket")
@@ -206,12 +208,29 @@ class Channel:
 
 @dataclass(eq=False, slots=True)
 class Waiter:
-    """An alive process holding the read end of a pipe whose write end leaked."""
+    """A process holding the read end of a pipe whose write end leaked, while it leaked.
 
-    holding: Holding
+    `holding` is None for a reader inferred, not seen: a process that never exec'd
+    (so no descriptor table of it was recorded) forked by the pipe's opener, alive
+    while the leaker held the pipe; or the opener itself (see the module doc).
+    """
+
+    process: Process
     fds: list[int]
+    holding: Holding | None = None
     # Pipes this reader writes to and the alive readers of each (who wait in turn).
     downstream: list[tuple[Channel, list[Waiter]]] = field(default_factory=list)
+
+    @property
+    def seen(self) -> bool:
+        return self.holding is not None
+
+    @property
+    def until(self) -> int | None:
+        """When it stopped reading (closed it or exited); None: still at the end."""
+        if self.holding is not None:
+            return self.holding.until
+        return self.process.exit_time
 
 
 @dataclass(eq=False, slots=True)
@@ -225,8 +244,13 @@ class Leak:
     source: Process  # the ancestor it came from (the opener, or the top of the tree)
     chain: list[tuple[Process, list[int]]]  # processes between source and the leaker
     alive: bool  # still alive (and holding it) at the end of the recording
-    waiting: list[Waiter]  # pipes: alive processes holding the read end
+    waiting: list[Waiter]  # pipes: processes holding the read end while it leaked
     others: list[Holding]  # other processes still holding the same end(s) at the end
+    giver: Process | None = None  # the process it inherited it from (its parent)
+    held_after: int | None = None  # ns it held it after `giver` exited
+    let_go: int = 0  # when it stopped holding it (exit, close, or the recording's end)
+    reader_outside: bool = False  # the read end is outside the recording (its caller)
+    stopped_at: int | None = None  # the recording has no End: its last event's time
 
     @property
     def process(self) -> Process:
@@ -257,6 +281,7 @@ class FdReport:
     has_data: bool  # at least one observation in the tree
     processes_observed: int = 0
     end: int = 0
+    threshold: int = 0  # ns: "long after" (see LONG_MIN_NS, LONG_FRACTION)
 
 
 # ---------------------------------------------------------------------------
@@ -400,32 +425,82 @@ def _chain(source: Process, p: Process, ch: Channel) -> list[tuple[Process, list
     return out
 
 
-def _readers(ch: Channel, exclude: Process | None = None) -> list[Holding]:
-    """Alive holders of a pipe's read end at the end of the recording."""
-    return [h for h in ch.open_at_end
-            if h.process is not exclude
-            and any(access(f) in (READ, READ_WRITE) for f in h.fds_at_end())]
+LONG_MIN_NS = 1_000_000_000  # "long after": at least 1 s ...
+LONG_FRACTION = 0.05  # ... and at least 5% of the recording's duration
 
 
-def _waiters(ch: Channel, exclude: Process, by_writer: dict[int, list[Channel]],
+def long_after(tree: ProcessTree) -> int:
+    """How long a holder must keep a pipe after its giver exited to be a leak (ns)."""
+    return max(LONG_MIN_NS, int((tree.end - tree.start) * LONG_FRACTION))
+
+
+def _held_from(h: Holding) -> int:
+    """Since when it held it, as far as one can tell: a process that never exec'd and
+    is seen only in its end snapshot had it from its fork (or opened it itself)."""
+    if h.sightings[0].source == "end" and not h.process.execs:
+        return h.process.start
+    return h.since
+
+
+def _present(start: int, until: int | None, t: int) -> bool:
+    return start <= t and (until is None or until >= t)
+
+
+def _reads(fds: Iterable[FdInfo]) -> list[int]:
+    return sorted({f.fd for f in fds if access(f) in (READ, READ_WRITE)})
+
+
+def _mine(p: Process, q: Process) -> bool:
+    """q is p or a descendant of p (its holders are part of the same leak)."""
+    return q is p or is_ancestor(p, q)
+
+
+def _waiters(ch: Channel, leaker: Process, t: int, by_writer: dict[int, list[Channel]],
              seen: set[int], depth: int = 0) -> list[Waiter]:
+    """Holders of the read end of `ch` at time t, other than `leaker` and its descendants,
+    each with the pipes it writes to at the end and who reads those in turn."""
     out: list[Waiter] = []
-    for h in _readers(ch, exclude):
-        fds = [f.fd for f in h.fds_at_end() if access(f) in (READ, READ_WRITE)]
-        w = Waiter(h, fds)
-        if depth < 4 and id(h.process) not in seen:
+    for h in ch.holders:
+        fds = _reads(h.last_fds)
+        if not fds or _mine(leaker, h.process) or not _present(_held_from(h), h.until, t):
+            continue
+        w = Waiter(h.process, fds, h)
+        if h.holds_at_end and depth < 4 and id(h.process) not in seen:
             seen.add(id(h.process))
             for down in by_writer.get(id(h.process), []):
                 if down is ch:
                     continue
-                ws = _waiters(down, h.process, by_writer, seen, depth + 1)
+                ws = [r for r in _waiters(down, h.process, t, by_writer, seen, depth + 1)
+                      if r.holding is not None and r.holding.holds_at_end]
                 if ws:
                     w.downstream.append((down, ws))
         out.append(w)
     return out
 
 
-def _leaks(chans: Sequence[Channel]) -> list[Leak]:
+def _unseen_readers(ch: Channel, leaker: Process, t: int) -> list[Waiter]:
+    """Readers inferred when no holder of the read end is seen at time t: the processes
+    forked by the pipe's opener (or below it) that never exec'd and have no end snapshot,
+    so that no descriptor table of theirs exists, alive at t, not on the leaker's fork
+    path; failing those, the opener itself when it was never seen with the pipe and was
+    alive at t (a shell reading `$(...)`)."""
+    src = ch.opener
+    if src is None or ch.rule == "outside":
+        return []
+    path = set(map(id, ancestors(leaker)))
+    made = min(h.since for h in ch.holders)
+    forks = [Waiter(q, []) for q in src.walk()
+             if q is not src and not q.execs and q.fd_snapshot is None
+             and id(q) not in path and not _mine(leaker, q)
+             and q.start >= made and _present(q.start, q.exit_time, t)]
+    if forks:
+        return forks
+    if ch.holding(src) is None and id(src) not in path and _present(src.start, src.exit_time, t):
+        return [Waiter(src, [])]
+    return []
+
+
+def _leaks(chans: Sequence[Channel], tree: ProcessTree) -> list[Leak]:
     # Pipes each alive process still writes to (for the "waits in turn" chains).
     by_writer: dict[int, list[Channel]] = {}
     for ch in chans:
@@ -434,6 +509,8 @@ def _leaks(chans: Sequence[Channel]) -> list[Leak]:
         for h in ch.open_at_end:
             if any(access(f) == WRITE for f in h.fds_at_end()):
                 by_writer.setdefault(id(h.process), []).append(ch)
+    long = long_after(tree)
+    stopped = tree.end_event is None  # the recorder was killed: the file just stops
     leaks: list[Leak] = []
     for ch in chans:
         source = ch.source()
@@ -443,42 +520,60 @@ def _leaks(chans: Sequence[Channel]) -> list[Leak]:
             p = h.process
             if p is source or not is_ancestor(source, p):
                 continue
-            kept = [f for s in h.sightings if s.source == "exec" for f in s.fds if f.fd > 2]
+            kept = [f for s in h.sightings if s.source == "exec" for f in s.fds]
             if not kept and h.snapshot_at_end and p.execs and all(
                     ex.fds is None for ex in p.execs):
                 # No descriptor table at its execs (a backend that only snapshots at the
                 # end): it got it from an ancestor, so it had it before its exec.
-                kept = [f for f in h.last_fds if f.fd > 2]
+                kept = list(h.last_fds)
             if not kept:
                 continue
-            if h.holds_at_end:
-                alive = True
-            elif (h.closed_before is None and p.exit is not None and source.exit is not None
-                  and source.exit.timestamp < p.exit.timestamp):
-                alive = False  # held it until it exited, after the ancestor had exited
-            else:
-                continue
-            final = h.fds_at_end() if alive else h.last_fds
-            fds = sorted({f.fd for f in final if f.fd > 2}) or sorted({f.fd for f in kept})
+            final = h.fds_at_end() if h.holds_at_end else h.last_fds
             ends = [e for e in (READ, WRITE, READ_WRITE) if e in {access(f) for f in final}]
+            high = any(f.fd > 2 for f in kept)
+            # Rule 1: fd 3 and up, alive at the end or outliving the source.
+            outlived = (h.closed_before is None and p.exit is not None
+                        and source.exit is not None and source.exit.timestamp < p.exit.timestamp)
+            first = high and (h.holds_at_end or outlived)
+            # Rule 2: any fd, held long after the process it came from exited.
+            giver = p.parent
+            let_go = h.until if h.until is not None else tree.end
+            held_after: int | None = None
+            if giver is not None and giver.exit_time is not None and giver.exit_time <= let_go:
+                held_after = let_go - giver.exit_time
+            need = 0 if stopped and h.holds_at_end else long
+            t = let_go if held_after is None else min(let_go, let_go - held_after + need)
+            write = ch.kind == "pipe" and (WRITE in ends or READ_WRITE in ends)
             waiting: list[Waiter] = []
-            if ch.kind == "pipe" and alive and (WRITE in ends or READ_WRITE in ends):
-                waiting = _waiters(ch, p, by_writer, {id(p)})
+            if write:
+                waiting = _waiters(ch, p, t, by_writer, {id(p)})
+                if not waiting and (first or held_after is not None):
+                    waiting = _unseen_readers(ch, p, t)
+            outside = write and not waiting and ch.rule == "outside"
+            second = held_after is not None and held_after > need and (
+                (write and (bool(waiting) or outside)) or (ch.kind == "socket" and high))
+            if not (first or second):
+                continue
+            fds = sorted({f.fd for f in final}) or sorted({f.fd for f in kept})
             my_ends = set(ends)
             others = [o for o in ch.open_at_end if o is not h
                       and my_ends & {access(f) for f in o.fds_at_end()}
                       and not any(w.holding is o for w in waiting)]
-            leaks.append(Leak(h, ch, fds, ends, source, _chain(source, p, ch), alive,
-                              waiting, others))
+            leaks.append(Leak(h, ch, fds, ends, source, _chain(source, p, ch), h.holds_at_end,
+                              waiting, others, giver if second else None,
+                              held_after if second else None, let_go, outside,
+                              tree.end if stopped else None))
     # The ones someone waits for first, then the alive ones, then by time.
-    leaks.sort(key=lambda lk: (not lk.waiting, not lk.alive, lk.process.start, lk.fds))
+    leaks.sort(key=lambda lk: (not (lk.waiting or lk.reader_outside), not lk.alive,
+                               lk.process.start, lk.fds))
     return leaks
 
 
 def analyze_fds(tree: ProcessTree) -> FdReport:
     """Channels (pipes and sockets) and leaked descriptors of a recording."""
     chans, observed, any_data = channels(tree)
-    return FdReport(chans, _leaks(chans), any_data, observed, tree.end)
+    return FdReport(chans, _leaks(chans, tree), any_data, observed, tree.end,
+                    long_after(tree))
 
 
 # ---------------------------------------------------------------------------
@@ -556,7 +651,7 @@ def _chain_words(lk: Leak) -> Line:
 
 
 def _holders(ws: Iterable[Waiter]) -> Line:
-    return _and([[Ref(w.holding.process, tuple(w.fds))] for w in ws])
+    return _and([[Ref(w.process, tuple(w.fds))] for w in ws])
 
 
 def _downstream(ws: Sequence[Waiter]) -> list[Line]:
@@ -565,9 +660,72 @@ def _downstream(ws: Sequence[Waiter]) -> list[Line]:
         for ch, readers in w.downstream:
             verb = "waits" if len(readers) == 1 else "wait"
             out.append([*_holders(readers), f" {verb} in turn on the output of ",
-                        Ref(w.holding.process, note=ch.name), "."])
+                        Ref(w.process, note=ch.name), "."])
             out.extend(_downstream(readers))
     return out
+
+
+def _signal(p: Process) -> str:
+    if p.exit is None or p.exit.signal is None:
+        return ""
+    try:
+        return f" (killed by {signal.Signals(p.exit.signal).name})"
+    except ValueError:
+        return f" (killed by signal {p.exit.signal})"
+
+
+def _hold_sentence(lk: Leak, t0: int) -> Line:
+    """How long it held it, and after whom."""
+    p = lk.process
+    if lk.giver is not None and lk.held_after is not None:
+        after: Line = [f"{fmt_duration(lk.held_after)} after ", Ref(lk.giver),
+                       f", which it inherited it from, had exited at "
+                       f"{rel_time(lk.let_go - lk.held_after, t0)}"]
+        if lk.alive and lk.stopped_at is not None:
+            return [Ref(p, bare=True), " was still holding it when the recording stopped "
+                    "(no End event: the recorder was killed), at least ", *after, "."]
+        if lk.alive:
+            return [Ref(p, bare=True), " was still holding it when the recording ended, ",
+                    *after, "."]
+        how = (f"until it exited at {rel_time(lk.let_go, t0)}{_signal(p)}"
+               if lk.holding.closed_before is None else
+               f"until it closed it (by {rel_time(lk.let_go, t0)})")
+        return [Ref(p, bare=True), f" held it {how}, ", *after, "."]
+    if lk.alive:
+        return [Ref(p, bare=True), " was still running when the recording ended."]
+    assert p.exit is not None and lk.source.exit is not None
+    return [Ref(p, bare=True), f" held it until it exited at {rel_time(p.exit.timestamp, t0)}, "
+            "after ", Ref(lk.source), f" had exited at {rel_time(lk.source.exit.timestamp, t0)}."]
+
+
+def _reader_sentence(lk: Leak, w: Waiter, t0: int) -> Line:
+    """A reader that finished during the recording: before or after the leaker let go."""
+    ch = lk.channel
+    until = w.until
+    line: Line = [Ref(w.process, tuple(w.fds))]
+    if w.seen:
+        line.append(f" was waiting on the read end of {ch.name}")
+    else:
+        line.append(f" was waiting on the read end of {ch.name}, as far as one can tell "
+                    "(it never exec'd, so its descriptors were not recorded)")
+    if until is None:
+        line.append(" and still was when the recording "
+                    f"{'stopped' if lk.stopped_at is not None else 'ended'}.")
+        return line
+    gap = until - lk.let_go
+    how = "exited" if w.process.exit_time == until else "let go of it"
+    if abs(gap) < 1_000_000:
+        line.extend([f"; it {how} at {rel_time(until, t0)}{_signal(w.process)}, within 1 ms of ",
+                     Ref(lk.process, bare=True), " letting go"])
+    elif gap >= 0:
+        line.append(f"; it {how} {fmt_duration(gap)} after "
+                    f"{'the recording lost sight of ' if lk.alive else ''}")
+        line.extend([Ref(lk.process, bare=True), " let go"])
+    else:
+        line.extend([f"; it {how} at {rel_time(until, t0)}{_signal(w.process)}, "
+                     f"{fmt_duration(-gap)} before ", Ref(lk.process, bare=True), " let go"])
+    line.append(".")
+    return line
 
 
 def leak_sentences(lk: Leak, t0: int) -> list[Line]:
@@ -581,19 +739,17 @@ def leak_sentences(lk: Leak, t0: int) -> list[Line]:
         origin = ["that ", Ref(lk.source, at=first), " opened"]
     lines: list[Line] = [[Ref(p, full=True), f" holds {fd_list(lk.fds)}, {_what(ch, lk.ends)} ",
                           *origin, "; ", *_chain_words(lk), "."]]
-    if lk.alive:
-        lines.append([Ref(p, bare=True), " was still running when the recording ended."])
-    else:
-        assert p.exit is not None and lk.source.exit is not None
-        lines.append([Ref(p, bare=True),
-                      f" held it until it exited at {rel_time(p.exit.timestamp, t0)}, after ",
-                      Ref(lk.source), f" had exited at {rel_time(lk.source.exit.timestamp, t0)}."])
-    if lk.waiting:
-        verb = "is" if len(lk.waiting) == 1 else "are"
-        lines.append([*_holders(lk.waiting),
-                      f" {verb} still waiting on the read end of {ch.name}."])
-        lines.extend(_downstream(lk.waiting))
-    elif lk.alive and ch.kind == "pipe" and WRITE in lk.ends:
+    lines.append(_hold_sentence(lk, t0))
+    alive_w = [w for w in lk.waiting if w.seen and w.until is None]
+    if alive_w:
+        verb = "is" if len(alive_w) == 1 else "are"
+        lines.append([*_holders(alive_w), f" {verb} still waiting on the read end of {ch.name}."])
+        lines.extend(_downstream(alive_w))
+    lines.extend(_reader_sentence(lk, w, t0) for w in lk.waiting if w not in alive_w)
+    if lk.reader_outside:
+        lines.append([f"Its read end is outside the recording: whoever started the recorder "
+                      f"(a CI runner, a `| cat`) waits on {ch.name}."])
+    elif not lk.waiting and lk.alive and ch.kind == "pipe" and WRITE in lk.ends:
         lines.append(["No recorded process still holds the read end."])
     if lk.others:
         items: list[Line] = [[Ref(h.process, tuple(f.fd for f in h.fds_at_end()))]

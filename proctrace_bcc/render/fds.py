@@ -233,13 +233,14 @@ def report_lines(rep: FdReport, tree: ProcessTree) -> Iterator[str]:
             yield ""
             yield from leak_lines(lk, t0)
     else:
-        yield "Leaked descriptors: none (no process kept an inherited pipe or socket, fd 3 and"
-        yield "up, open after the process it came from had exited or when the recording ended)."
+        yield "Leaked descriptors: none (no process kept an inherited pipe or socket open long"
+        yield "after the process it came from had exited while another waited on the other end,"
+        yield "nor one at fd 3 and up when the recording ended)."
     yield ""
     open_end = sum(1 for c in rep.channels if c.open_at_end)
     yield f"Pipes and sockets: {len(rep.channels)} ({open_end} still open at the end)"
     leakers = {id(lk.process) for lk in rep.leaks}
-    waiters = {(id(ch), id(w.holding.process)) for lk in rep.leaks for ch, w in lk.waiters()}
+    waiters = {(id(ch), id(w.process)) for lk in rep.leaks for ch, w in lk.waiters()}
     leaked = {id(lk.channel) for lk in rep.leaks}
     order = sorted(rep.channels, key=lambda c: (id(c) not in leaked, not c.open_at_end))
     for ch in order:
@@ -263,7 +264,7 @@ def report_data(tree: ProcessTree) -> dict[str, Any]:
     t0 = tree.start
     leaks = [{
         "pid": lk.process.pid, "fds": lk.fds, "channel": lk.channel.name,
-        "alive": lk.alive, "waiting": [w.holding.process.pid for w in lk.waiting],
+        "alive": lk.alive, "waiting": [w.process.pid for w in lk.waiting],
         "text": [text(line) for line in leak_sentences(lk, t0)],
     } for lk in rep.leaks]
     chans = [{

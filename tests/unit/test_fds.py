@@ -27,6 +27,7 @@ from proctrace_bcc.events import (
     Header,
 )
 from proctrace_bcc.fds import (
+    LONG_MIN_NS,
     FdReport,
     Ref,
     analyze_fds,
@@ -207,10 +208,10 @@ def test_bats_leak_names_the_sleep_fd3_the_pipe_and_the_waiting_bats(tmp_path: P
     assert lk.source.pid == 100 and lk.channel.rule == "ancestor"
     assert [(q.pid, fds) for q, fds in lk.chain] == [(102, [1]), (103, [1, 3])]
     assert lk.alive
-    assert pids([w.holding.process for w in lk.waiting]) == [105]
+    assert pids([w.process for w in lk.waiting]) == [105]
     assert lk.waiting[0].fds == [0]
     ((down, readers),) = lk.waiting[0].downstream
-    assert down.name == f"pipe:[{P2}]" and pids([r.holding.process for r in readers]) == [106]
+    assert down.name == f"pipe:[{P2}]" and pids([r.process for r in readers]) == [106]
     assert lk.others == []
 
     text = "".join(render_fds.render(read_recording(tmp_path / "rec.ndjson"), tree))
@@ -219,7 +220,11 @@ def test_bats_leak_names_the_sleep_fd3_the_pipe_and_the_waiting_bats(tmp_path: P
         f"sleep 300 (pid 104) holds fd 3, a pipe (write end, pipe:[{P1}]) that bats (pid 100) "
         "opened; it inherited it through bats-exec-suite (pid 102, fd 1) and bats-exec-test "
         "(pid 103, fds 1, 3).")
-    assert first[1] == "    sleep was still running when the recording ended."
+    # It held it 4 s after bats-exec-test, which it inherited it from, had exited.
+    assert first[1] == ("    sleep was still holding it when the recording ended, 4.00 s after "
+                        "bats-exec-test (pid 103), which it inherited it from, had exited at "
+                        "+0.019s.")
+    assert lk.giver is not None and lk.giver.pid == 103 and lk.held_after == 4_002 * MS
     assert first[2] == f"    bats (pid 105, fd 0) is still waiting on the read end of pipe:[{P1}]."
     assert first[3] == ("    bats-format-cat (pid 106, fd 0) waits in turn on the output of "
                         f"bats (pid 105, pipe:[{P2}]).")
@@ -238,14 +243,16 @@ def test_findings_name_processes_by_reference(tmp_path: Path) -> None:
     assert next(g for g in head if isinstance(g, str)) == (
         f" holds fd 3, a pipe (write end, pipe:[{P1}]) that ")
     assert running == [Ref(lk.process, bare=True),
-                       " was still running when the recording ended."]
+                       " was still holding it when the recording ended, 4.00 s after ",
+                       Ref(tree.find(103)[0]), ", which it inherited it from, had exited at "
+                       "+0.019s."]
     assert [g.process.pid for g in waiting if isinstance(g, Ref)] == [105]
     assert in_turn[-2:] == [Ref(tree.find(105)[0], note=f"pipe:[{P2}]"), "."]
     assert render_fds.text(in_turn) == (f"bats-format-cat (pid 106, fd 0) waits in turn on the "
                                         f"output of bats (pid 105, pipe:[{P2}]).")
     assert [(r.process.pid, r.fds) for r in lk.path()] == [
         (100, ()), (102, (1,)), (103, (1, 3)), (104, (3,))]
-    assert [(ch.ino, w.holding.process.pid) for ch, w in lk.waiters()] == [(P1, 105), (P2, 106)]
+    assert [(ch.ino, w.process.pid) for ch, w in lk.waiters()] == [(P1, 105), (P2, 106)]
     opener = opener_sentence(lk.channel)
     assert opener[0] == "opened by " and isinstance(opener[1], Ref)
     assert opener[1].process.pid == 100
@@ -262,7 +269,7 @@ def test_bats_leak_from_end_snapshots_only(tmp_path: Path) -> None:
     (lk,) = rep.leaks
     assert lk.process.pid == 104 and lk.fds == [3] and lk.source.pid == 100
     assert [(q.pid, fds) for q, fds in lk.chain] == [(102, []), (103, [])]
-    assert pids([w.holding.process for w in lk.waiting]) == [105]
+    assert pids([w.process for w in lk.waiting]) == [105]
     line = render_fds.leak_lines(lk, tree.start)[0]
     assert line == (f"sleep 300 (pid 104) holds fd 3, a pipe (write end, pipe:[{P1}]) that bats "
                     "(pid 100) opened; it inherited it through bats-exec-suite (pid 102) and "
@@ -569,7 +576,7 @@ def test_without_descriptor_data(tmp_path: Path) -> None:
     s.end("exited", [])
     path, tree = roundtrip(tmp_path, s, ["true"])
     rep = analyze_fds(tree)
-    assert rep == FdReport([], [], False, 0, tree.end)
+    assert rep == FdReport([], [], False, 0, tree.end, LONG_MIN_NS)
     text = "".join(render_fds.render(read_recording(path), tree))
     assert text == ("No descriptor data in this recording: record it with "
                     "`proctrace-bcc record --fds`.\n")
