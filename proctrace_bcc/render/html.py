@@ -289,7 +289,7 @@ def fds_data(tree: ProcessTree, index: dict[Key, int],
     leaks: list[dict[str, Any]] = []
     for i, lk in enumerate(rep.leaks):
         leaked_at.add((id(lk.channel), id(lk.process)))
-        waiting_at.update((id(ch), id(w.holding.process)) for ch, w in lk.waiters())
+        waiting_at.update((id(ch), id(w.process)) for ch, w in lk.waiters())
         if i >= LEAKS_MAX:
             continue
         leaks.append({

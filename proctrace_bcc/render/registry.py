@@ -92,6 +92,12 @@ def _fds(rec: Recording, tree: ProcessTree, color: bool) -> Chunks:
     return fds.render(rec, tree)
 
 
+def _summary(rec: Recording, tree: ProcessTree, color: bool) -> Chunks:
+    from proctrace_bcc.render import summary
+
+    return summary.render(rec, tree)
+
+
 RENDERERS: dict[str, Renderer] = {
     "sequential": StreamRenderer("proctrace_bcc.render.sequential", _sequential),
     "by-process": StreamRenderer("proctrace_bcc.render.by_process", _by_process, info=True),
@@ -101,6 +107,8 @@ RENDERERS: dict[str, Renderer] = {
     "chrome-trace": TreeRenderer("proctrace_bcc.render.chrome_trace", _chrome_trace,
                                  events=True),
     "fds": TreeRenderer("proctrace_bcc.render.fds", _fds, events=False),
+    # events: the hang snapshot's ProcState events
+    "summary": TreeRenderer("proctrace_bcc.render.summary", _summary, events=True),
 }
 # Mode name -> renderer module.
 MODES: dict[str, str] = {mode: r.module for mode, r in RENDERERS.items()}
