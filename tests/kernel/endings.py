@@ -82,7 +82,8 @@ def record_ending(out: Path, ending: str, cmd: Sequence[str], pidfile: Path,
     """
     # From outside, the limit must cover the recorder's start (BPF compilation: seconds).
     t = timeout_s if timeout_s is not None else scaled(20 if ending == "group-term" else 6)
-    rec = [sys.executable, "-m", "proctrace_bcc", "record", "-q", "--fds", "-o", str(out)]
+    rec = [sys.executable, "-m", "proctrace_bcc", "record", "-q", "--backend", "bcc", "--fds",
+           "-o", str(out)]
     extra = {"timeout": ["--timeout", f"{t:g}"],
              "kill-leftovers": ["--timeout", f"{t:g}", "--grace", "2", "--kill-leftovers"],
              "grace-piped": ["--timeout", f"{t:g}", "--grace", "2", "--kill-leftovers"]}
