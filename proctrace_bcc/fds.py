@@ -542,15 +542,18 @@ def _leaks(chans: Sequence[Channel], tree: ProcessTree) -> list[Leak]:
             if giver is not None and giver.exit_time is not None and giver.exit_time <= let_go:
                 held_after = let_go - giver.exit_time
             need = 0 if stopped and h.holds_at_end else long
+            long_held = held_after is not None and held_after > need
+            if not (first or long_held):
+                continue
             t = let_go if held_after is None else min(let_go, let_go - held_after + need)
             write = ch.kind == "pipe" and (WRITE in ends or READ_WRITE in ends)
             waiting: list[Waiter] = []
             if write:
                 waiting = _waiters(ch, p, t, by_writer, {id(p)})
-                if not waiting and (first or held_after is not None):
+                if not waiting:
                     waiting = _unseen_readers(ch, p, t)
             outside = write and not waiting and ch.rule == "outside"
-            second = held_after is not None and held_after > need and (
+            second = long_held and (
                 (write and (bool(waiting) or outside)) or (ch.kind == "socket" and high))
             if not (first or second):
                 continue

@@ -21,6 +21,7 @@ import shlex
 import signal
 from collections.abc import Iterator, Sequence
 
+from proctrace_bcc.events import display
 from proctrace_bcc.fds import Line, analyze_fds, leak_sentences, rel_time
 from proctrace_bcc.hang import analyze_hang, hang_sentences, heading
 from proctrace_bcc.read import Recording
@@ -105,7 +106,7 @@ def summary_lines(rec: Recording, tree: ProcessTree) -> Iterator[str]:
     t0 = tree.start
     rows = tree_rows(tree)
     h = tree.header
-    cmd = " ".join(h.command) if h is not None and h.command else ""
+    cmd = " ".join(shlex.quote(display(a)) for a in h.command) if h and h.command else ""
     failed = _failed(rows)
     running = [p for p in rows if p.exit is None]
     yield f"## proctrace-bcc: {code(cmd) if cmd else 'recording'}"
