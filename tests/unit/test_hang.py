@@ -7,6 +7,7 @@ docs/format.md): `PS` below has exactly its fields and KIND, which is all
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -31,7 +32,7 @@ class PS:
     fds: list[FdInfo] | None = field(default=None)
 
 
-def _text(tree: ProcessTree, events: list[object]) -> list[str]:
+def _text(tree: ProcessTree, events: Sequence[object]) -> list[str]:
     rep = analyze_hang(tree, events)
     assert rep is not None
     return ["  " * d + render_fds.text(line) for d, line in hang_sentences(rep)]
