@@ -541,8 +541,10 @@ def _leaks(chans: Sequence[Channel], tree: ProcessTree) -> list[Leak]:
             held_after: int | None = None
             if giver is not None and giver.exit_time is not None and giver.exit_time <= let_go:
                 held_after = let_go - giver.exit_time
+            # A recording that just stops (no End) has no later instant to measure with:
+            # a holder alive at its last event counts from its giver's exit on.
             need = 0 if stopped and h.holds_at_end else long
-            long_held = held_after is not None and held_after > need
+            long_held = held_after is not None and (need == 0 or held_after > need)
             if not (first or long_held):
                 continue
             t = let_go if held_after is None else min(let_go, let_go - held_after + need)

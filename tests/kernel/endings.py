@@ -50,8 +50,10 @@ def cmdline(pid: int) -> str | None:
 
 
 def kill_if(pid: int, cmd: str) -> None:
-    """SIGKILL `pid` if it still runs `cmd` (guards against pid reuse)."""
-    if cmdline(pid) == cmd:
+    """SIGKILL `pid` if it still runs `cmd` (guards against pid reuse; the program may be
+    named by its full path: /usr/bin/python3)."""
+    now = cmdline(pid)
+    if now is not None and (now == cmd or now.endswith("/" + cmd)):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
