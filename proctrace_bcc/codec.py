@@ -34,11 +34,18 @@ INT_FIELDS: dict[str, tuple[str, ...]] = {
     "SetSID": ("timestamp", "pid", "ppid", "pgid"),
     "Lost": ("timestamp", "count"),
     "FdSnapshot": ("timestamp", "pid"),
+    "ProcState": ("timestamp", "pid"),
+    "Signal": ("timestamp", "pid", "signal"),
     "End": ("timestamp",),
 }
+# Other fields whose type reading checks: (name, type, may be None).
+TYPED_FIELDS: dict[str, tuple[tuple[str, type, bool], ...]] = {
+    "ProcState": (("trigger", str, False), ("state", str, False), ("wchan", str, True)),
+    "Signal": (("sender_pid", int, True), ("by_recorder", bool, False)),
+}
 # Fields holding kernel strings (byte-exact: see encode_str).
-_STR_LIST_FIELDS = ("argv", "interpreter")
-_STR_FIELDS = ("filename", "path")
+_STR_LIST_FIELDS = ("argv", "interpreter", "stack")
+_STR_FIELDS = ("filename", "path", "sender_comm")
 
 
 def _fd_to_obj(fd: FdInfo) -> dict[str, Any]:
@@ -126,6 +133,11 @@ def event_from_obj(kind: str, body: dict[str, Any]) -> Event:
         v = getattr(ev, name)
         if not isinstance(v, int) or isinstance(v, bool):
             raise ValueError(f"{kind}.{name} must be an integer, got {v!r}")
+    for name, typ, nullable in TYPED_FIELDS.get(kind, ()):
+        v = getattr(ev, name)
+        if not (type(v) is typ or (v is None and nullable)):
+            raise ValueError(f"{kind}.{name} must be {typ.__name__}"
+                             f"{' or null' if nullable else ''}, got {v!r}")
     return ev
 
 
@@ -140,6 +152,8 @@ def fast_event(tag: str, body: dict[str, Any]) -> Event:
         for name in INT_FIELDS[tag]:
             if type(getattr(ev, name)) is not int:
                 return event_from_obj(tag, body)
+        if tag in TYPED_FIELDS:
+            return event_from_obj(tag, body)  # rare kinds: the checking path
         f = getattr(ev, "filename", None)
         if f is not None and type(f) is not str:
             return event_from_obj(tag, body)

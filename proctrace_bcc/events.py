@@ -187,6 +187,42 @@ class FdSnapshot:
     fds: list[FdInfo] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class ProcState:
+    """One live process of the traced tree at a hang snapshot (read from /proc)."""
+
+    KIND: ClassVar[str] = "ProcState"
+    timestamp: int
+    pid: int
+    trigger: str  # a SnapshotTrigger word
+    state: str  # the state letter of /proc/PID/stat: R S D T t Z X I
+    wchan: str | None = None  # /proc/PID/wchan; None when 0 or unreadable
+    stack: list[str] | None = None  # /proc/PID/stack function names, innermost first
+    fds: list[FdInfo] | None = None  # its descriptors (only with record --fds)
+
+
+class SnapshotTrigger(StrEnum):
+    """What took a hang snapshot (`ProcState.trigger`); on disk the plain word."""
+
+    TIMEOUT = "timeout"  # --timeout fired
+    INTERRUPT = "interrupt"  # SIGINT to the recorder
+    TERMINATE = "terminate"  # SIGTERM/SIGHUP to the recorder
+    REQUEST = "request"  # SIGUSR1 to the recorder
+
+
+@dataclass(slots=True)
+class Signal:
+    """A fatal signal generated for a process of the tree (tracepoint signal_generate)."""
+
+    KIND: ClassVar[str] = "Signal"
+    timestamp: int
+    pid: int  # the target (tgid)
+    signal: int
+    sender_pid: int | None = None  # tgid of the sender; None: the kernel sent it
+    sender_comm: str | None = None
+    by_recorder: bool = False  # the recorder itself sent it
+
+
 class StopReason(StrEnum):
     """Why a recording stopped (`End.reason`); on disk the plain word."""
 
@@ -210,11 +246,13 @@ class End:
     lost: int = 0
 
 
-Event = Fork | Exec | ExecFailed | Exit | SetPGID | SetSID | Lost | FdSnapshot | End
+Event = (Fork | Exec | ExecFailed | Exit | SetPGID | SetSID | Lost | FdSnapshot | ProcState
+         | Signal | End)
 
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.KIND: cls
-    for cls in (Fork, Exec, ExecFailed, Exit, SetPGID, SetSID, Lost, FdSnapshot, End)
+    for cls in (Fork, Exec, ExecFailed, Exit, SetPGID, SetSID, Lost, FdSnapshot, ProcState,
+                Signal, End)
 }
 
 
