@@ -1,4 +1,5 @@
-"""`analyze -d fds`: leaked descriptors in plain words, then every pipe and socket.
+"""`analyze -d fds`: leaked descriptors in plain words, then every pipe and socket, then
+the hang snapshot's waiting chain when the recording has one.
 
 The analysis is :func:`proctrace_bcc.fds.analyze_fds` (rules in its module doc and in
 docs/fds.md), its findings sentences of text and process references
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
 from collections.abc import Iterator, Sequence
 from enum import IntEnum
 from typing import Any
@@ -31,6 +33,7 @@ from proctrace_bcc.fds import (
     opener_sentence,
     rel_time,
 )
+from proctrace_bcc.hang import analyze_hang, hang_sentences, heading
 from proctrace_bcc.read import Recording
 from proctrace_bcc.render import oneline
 from proctrace_bcc.tree import ExecSpan, Process, ProcessTree
@@ -38,6 +41,10 @@ from proctrace_bcc.tree import ExecSpan, Process, ProcessTree
 NEEDS_EVENTS = False
 
 LABEL_MAX = 60
+# Why "none": the leak rule in one sentence (docs/fds.md; the HTML report says it too).
+NO_LEAKS = ("no process kept an inherited pipe or socket open long after the process it "
+            "came from had exited while another waited on the other end, nor one at fd 3 "
+            "and up when the recording ended")
 
 _INTERPRETERS = re.compile(
     r"^(?:sh|bash|dash|zsh|ksh|mksh|ash|fish|perl[0-9.]*|ruby[0-9.]*|node|nodejs|"
@@ -233,9 +240,7 @@ def report_lines(rep: FdReport, tree: ProcessTree) -> Iterator[str]:
             yield ""
             yield from leak_lines(lk, t0)
     else:
-        yield "Leaked descriptors: none (no process kept an inherited pipe or socket open long"
-        yield "after the process it came from had exited while another waited on the other end,"
-        yield "nor one at fd 3 and up when the recording ended)."
+        yield from textwrap.wrap(f"Leaked descriptors: none ({NO_LEAKS})", 80)
     yield ""
     open_end = sum(1 for c in rep.channels if c.open_at_end)
     yield f"Pipes and sockets: {len(rep.channels)} ({open_end} still open at the end)"
@@ -248,9 +253,23 @@ def report_lines(rep: FdReport, tree: ProcessTree) -> Iterator[str]:
         yield from channel_lines(ch, t0, leakers, waiters)
 
 
+def hang_lines(rec: Recording, tree: ProcessTree) -> list[str]:
+    """The hang snapshot's waiting chain (:mod:`proctrace_bcc.hang`), indented by depth."""
+    rep = analyze_hang(tree, rec.events)
+    if rep is None:
+        return []
+    return [heading(rep, tree.start),
+            *("    " * (depth + 1) + text(line) for depth, line in hang_sentences(rep))]
+
+
 def render(rec: Recording, tree: ProcessTree) -> Iterator[str]:
     for line in report_lines(analyze_fds(tree), tree):
         yield line + "\n"
+    hang = hang_lines(rec, tree)
+    if hang:
+        yield "\n"
+        for line in hang:
+            yield line + "\n"
 
 
 def report_data(tree: ProcessTree) -> dict[str, Any]:
@@ -284,10 +303,12 @@ def report_data(tree: ProcessTree) -> dict[str, Any]:
 __all__ = [
     "MARK_WORDS",
     "NEEDS_EVENTS",
+    "NO_LEAKS",
     "SINCE_WORDS",
     "UNTIL_WORDS",
     "Mark",
     "ends_words",
+    "hang_lines",
     "holder_command",
     "label",
     "leak_lines",

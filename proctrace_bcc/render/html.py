@@ -27,7 +27,7 @@ import errno as _errno
 import hashlib
 import html
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -47,6 +47,7 @@ from proctrace_bcc.fds import (
     leak_sentences,
     opener_sentence,
 )
+from proctrace_bcc.hang import analyze_hang, hang_sentences, heading
 from proctrace_bcc.read import Recording
 from proctrace_bcc.render._common import (
     NONZERO,
@@ -63,6 +64,7 @@ from proctrace_bcc.render._common import (
 )
 from proctrace_bcc.render.fds import (
     MARK_WORDS,
+    NO_LEAKS,
     SINCE_WORDS,
     UNTIL_WORDS,
     Mark,
@@ -193,7 +195,7 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
         "end_reason": tree.end_event.reason if tree.end_event is not None else "",
         "recording": Path(rec.path).name,
     }
-    fds = fds_data(tree, index, strings)
+    fds = fds_data(tree, index, strings, rec.events)
     out: dict[str, Any] = {
         "version": 2,
         "generator": f"proctrace-bcc {__version__}",
@@ -216,6 +218,7 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
 
 LEAKS_MAX = 100  # leaks shown (the text report, `analyze -d fds`, lists them all)
 CHANNELS_MAX = 300  # pipes and sockets shown
+HANG_MAX = 300  # lines of the hang snapshot's waiting chain shown
 HOLDERS_MAX = 100  # holders shown per pipe or socket
 
 
@@ -262,8 +265,18 @@ FDS_CODES = {
 }
 
 
-def fds_data(tree: ProcessTree, index: dict[Key, int],
-             strings: _Strings | None = None) -> dict[str, Any] | None:
+def _hang_data(tree: ProcessTree, events: Iterable[object], st: _Strings,
+               index: dict[Key, int]) -> dict[str, Any] | None:
+    rep = analyze_hang(tree, events)
+    if rep is None:
+        return None
+    return {"head": st(heading(rep, tree.start)),
+            "lines": [{"depth": d, "segs": _segments(line, st, index)}
+                      for d, line in hang_sentences(rep, HANG_MAX)]}
+
+
+def fds_data(tree: ProcessTree, index: dict[Key, int], strings: _Strings | None = None,
+             events: Iterable[object] = ()) -> dict[str, Any] | None:
     """The descriptors section's data; None when the recording has no descriptor data.
 
     `index` maps a process's key to its timeline row.  ``leaks``: ``lines``, the
@@ -278,6 +291,9 @@ def fds_data(tree: ProcessTree, index: dict[Key, int],
     ``until_kind`` (codes.until: words, held at the end), ``mark`` (codes.mark).  A
     segment is a string index (text) or ``{text, row}`` (a link to that row).  Every
     text is an index into `strings`.  Times are ns from the recording's first event.
+    ``none``: why no leak is reported (render.fds.NO_LEAKS).  ``hang``: the hang
+    snapshot among `events` (proctrace_bcc.hang), ``{head, lines}``, each line
+    ``{depth, segs}``; null without one.
     """
     rep = analyze_fds(tree)
     if not rep.has_data:
@@ -334,6 +350,8 @@ def fds_data(tree: ProcessTree, index: dict[Key, int],
         "observed": rep.processes_observed,
         "open_at_end": sum(1 for c in rep.channels if c.open_at_end),
         "nleaks": len(rep.leaks),
+        "none": st(NO_LEAKS),
+        "hang": _hang_data(tree, events, st, index),
         "codes": FDS_CODES,
         "leaks": leaks,
         "channels": chans,

@@ -8,8 +8,9 @@ A mode is one of two kinds:
   each process's commands); no tree, no event objects (sequential, by-process);
 - :class:`TreeRenderer`: renders ``(Recording, ProcessTree, color)``.  With ``events``,
   ``Recording.events`` holds every event object of the analysed subtree (html,
-  chrome-trace); without, it is empty and the tree is built in a streaming pass
-  (mermaid, tree, fds).  ``color`` is True only when writing to a terminal.
+  chrome-trace; fds and summary, for the hang snapshot's ProcState events); without,
+  it is empty and the tree is built in a streaming pass (mermaid, tree).  ``color`` is
+  True only when writing to a terminal.
 
 Renderers yield chunks of text (``bytes`` chunks are written as they are).  Each entry
 calls its module through a typed function, so mypy checks every path.
@@ -106,8 +107,8 @@ RENDERERS: dict[str, Renderer] = {
     "html": TreeRenderer("proctrace_bcc.render.html", _html, events=True),
     "chrome-trace": TreeRenderer("proctrace_bcc.render.chrome_trace", _chrome_trace,
                                  events=True),
-    "fds": TreeRenderer("proctrace_bcc.render.fds", _fds, events=False),
     # events: the hang snapshot's ProcState events
+    "fds": TreeRenderer("proctrace_bcc.render.fds", _fds, events=True),
     "summary": TreeRenderer("proctrace_bcc.render.summary", _summary, events=True),
 }
 # Mode name -> renderer module.

@@ -656,9 +656,7 @@
       " still open when the recording ended.";
     var box = $("fds-leaks");
     if (!F.nleaks) {
-      box.appendChild(el("p", "None: no process kept an inherited pipe or socket (fd 3 and up) " +
-                         "open after the process it came from had exited or when the " +
-                         "recording ended."));
+      box.appendChild(el("p", "None: " + S[F.none] + "."));
     } else {
       $("fds-leaks-note").textContent = F.nleaks > F.leaks.length ? "the first " +
         F.leaks.length + " of " + F.nleaks + " (analyze -d fds lists them all)" : String(F.nleaks);
@@ -679,6 +677,17 @@
       }
       div.appendChild(chain);
       box.appendChild(div);
+    }
+    if (F.hang) {  // the hang snapshot: who waits on whom, indented by depth
+      var hb = el("div", null, "hang");
+      hb.appendChild(el("h3", S[F.hang.head]));
+      for (var q = 0; q < F.hang.lines.length; q++) {
+        var hl = el("div", null, "hang-line");
+        hl.style.marginLeft = (2 * F.hang.lines[q].depth) + "em";
+        appendSegs(hl, F.hang.lines[q].segs);
+        hb.appendChild(hl);
+      }
+      box.parentNode.insertBefore(hb, box.nextSibling);
     }
     var total = F.pipes + F.sockets, tbl = $("fds-chan"), shown = CH.name.length;
     $("fds-chan-note").textContent = (shown < total ? "the first " + shown + " of " : "") +
