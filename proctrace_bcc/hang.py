@@ -6,9 +6,9 @@ state letter, /proc/PID/wchan, the function names of /proc/PID/stack and, with
 --fds, its descriptor table; docs/format.md).  :func:`analyze_hang` reads the last
 snapshot and tells, for each process, what it is blocked in and on whom:
 
-- blocked reading a pipe (``pipe_read`` in its wchan or stack): the pipes whose read
-  end it holds, and for each the processes of the snapshot still holding the write end
-  (its writers: the ones it waits for);
+- blocked reading a pipe (``pipe_read``, ``anon_pipe_read`` in its wchan or stack): the
+  pipes whose read end it holds, and for each the processes of the snapshot still
+  holding the write end (its writers: the ones it waits for);
 - blocked writing a pipe (``pipe_write``): the processes holding the read end;
 - waiting for a child (``do_wait``, ``kernel_wait4``): its children alive in the snapshot;
 - anything else (``futex_wait_queue``, ``do_select``, ``hrtimer_nanosleep``, running):
@@ -95,8 +95,10 @@ def last_snapshot(sts: Sequence[ProcStateLike]) -> list[ProcStateLike]:
 
 
 def _in(st: ProcStateLike, names: Iterable[str]) -> bool:
+    """Whether its wchan or a function of its stack is one of `names` (or contains it:
+    kernel 6.18 reads pipes in ``anon_pipe_read``)."""
     funcs = [st.wchan or "", *(st.stack or [])]
-    return any(f.startswith(n) for f in funcs for n in names)
+    return any(n in f for f in funcs for n in names)
 
 
 def _process(tree: ProcessTree, st: ProcStateLike) -> Process | None:

@@ -54,7 +54,7 @@ def _bats() -> tuple[ProcessTree, list[object]]:
     t = 5000 * MS
     states: list[object] = [
         PS(t, 100, "timeout", "S", "do_wait", ["do_wait", "kernel_wait4"], list(STD)),
-        PS(t, 105, "timeout", "S", "pipe_read", ["pipe_read", "vfs_read", "ksys_read"],
+        PS(t, 105, "timeout", "S", "anon_pipe_read", ["anon_pipe_read", "vfs_read", "ksys_read"],
            [pipe_r(0, 900), *STD[1:]]),
         PS(t, 104, "timeout", "S", "hrtimer_nanosleep", ["hrtimer_nanosleep"],
            [*STD, pipe_w(3, 900)]),
@@ -72,7 +72,8 @@ def test_bats_blocked_on_the_pipe_names_its_only_writer() -> None:
     assert reader.pipes[0][0] == "pipe:[900]" and [q.pid for q in reader.waits_for] == [104]
     assert _text(tree, states) == [
         "bats (pid 100) is blocked in do_wait for bats (pid 105).",
-        "  bats (pid 105) is blocked in pipe_read on pipe:[900]; its only writer still open is "
+        "  bats (pid 105) is blocked in anon_pipe_read on pipe:[900]; its only writer still "
+        "open is "
         "python3 (pid 104).",
         "    python3 (pid 104) is blocked in hrtimer_nanosleep.",
     ]
