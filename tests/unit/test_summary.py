@@ -89,9 +89,9 @@ def test_everything_from_the_recording_is_escaped(tmp_path: Path) -> None:
     # Outside code spans (where nothing is interpreted) no HTML tag and no Markdown.
     prose = "".join(text.split("``")[::2])
     assert "<" not in prose and "[x](" not in prose
-    # argv in code spans, shell-quoted, controls as \xNN / \e / \n
+    # argv in code spans, shell-quoted as every renderer does (render.shell_argv)
     assert ("`` ./run '<script>alert(1)</script>' '*bold* _it_ [x](http://e) | `tick`' "
-            "'\\e[31mred\\n# heading' ``") in text
+            "$'\\E[31mred\\n# heading' ``") in text
     assert "exit status 3" in text
 
 
