@@ -13,9 +13,11 @@ backend, `record --fds`) with `python -m tests.kernel.endings ENDING OUT CMD...`
 - leak-stdout-term / leak-stdout-timeout: `bash -c '( (sleep 100 &) ; echo done ) | cat'`
   ended by `timeout -s TERM 10` / `record --timeout 6`: the sleep holds the pipe to cat
   as its stdout (fd 1);
-- controls: leak-ctl-pipeline (`seq 1 3 | (sleep 1.5; cat)`), leak-ctl-daemon (a setsid
-  daemon that points its fds 0-2 at /dev/null), leak-ctl-make (`make -j4 | cat`, four
-  jobs sharing make's pipes).
+- controls: leak-ctl-bats-closed (the bats test with `3>&-`, ended by --timeout 6 since
+  python outlives bats), leak-ctl-pipeline (`seq 1 3 | (sleep 1.5; cat)`),
+  leak-ctl-daemon (a setsid daemon that points its fds 0-2 at /dev/null), leak-ctl-make
+  (`make -j4 | cat`, four jobs sharing make's pipes), leak-ctl-xargs
+  (`seq 8 | xargs -P4 -I{} sleep 0.{} | cat`).
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def test_group_signal_reader_ending_with_the_leaker() -> None:
     assert "(killed by SIGTERM), within 1 ms of sleep letting go." in text
 
 
-@pytest.mark.parametrize("name", ["ctl-pipeline", "ctl-daemon", "ctl-make"])
+@pytest.mark.parametrize("name", ["ctl-bats-closed", "ctl-pipeline", "ctl-daemon", "ctl-make",
+                                  "ctl-xargs"])
 def test_controls_report_no_leak(name: str) -> None:
     _tree, rep, text = _load(name)
     assert rep.has_data and rep.leaks == [], text
