@@ -219,3 +219,24 @@ def test_socket_at_fd_0_to_2_is_not_a_leak(tmp_path: Path) -> None:
     s.end("exited", [])
     _, tree = roundtrip(tmp_path, s, ["sh", "-c", "x"])
     assert analyze_fds(tree).leaks == []
+
+
+@pytest.mark.parametrize("name", ["group-term", "sigkill", "stdout-term"])
+def test_html_descriptors_section_says_what_the_terminal_says(name: str) -> None:
+    """One analysis, several renderers: the page's leak sentences are the terminal's."""
+    from proctrace_bcc.render import html
+
+    tree, rep, _text = _load(name)
+    rows = list(tree.walk())
+    index = {p.key: i for i, p in enumerate(rows)}
+    st = html._Strings()
+    data = html.fds_data(tree, index, st)
+    assert data is not None and data["nleaks"] == len(rep.leaks) == 1
+
+    def said(segs: list[int | dict[str, int]]) -> str:
+        return "".join(st.items[g] if isinstance(g, int) else st.items[g["text"]]
+                       for g in segs)
+
+    (lk,) = rep.leaks
+    terminal = [line.strip() for line in render_fds.leak_lines(lk, tree.start)]
+    assert [said(line) for line in data["leaks"][0]["lines"]] == terminal
