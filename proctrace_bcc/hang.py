@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, cast
 
-from proctrace_bcc.events import FdInfo
+from proctrace_bcc.events import ProcState
 from proctrace_bcc.fds import READ, READ_WRITE, WRITE, Line, Ref, access, rel_time
 from proctrace_bcc.tree import Process, ProcessTree
 
@@ -40,24 +39,12 @@ STATE_WORDS = {"R": "running", "S": "sleeping", "D": "in uninterruptible sleep",
                "I": "idle"}
 
 
-class ProcStateLike(Protocol):
-    """A ProcState event (the schema of docs/format.md)."""
-
-    timestamp: int
-    pid: int
-    trigger: str
-    state: str
-    wchan: str | None
-    stack: list[str] | None
-    fds: list[FdInfo] | None
-
-
 @dataclass(eq=False, slots=True)
 class Blocked:
     """One process of the snapshot: what it is in, and whom it waits for."""
 
     process: Process
-    state: ProcStateLike
+    state: ProcState
     kind: str  # PIPE_READ, PIPE_WRITE, CHILD or OTHER
     where: str  # the kernel function it is in: its wchan, else the top of its stack
     pipes: list[tuple[str, list[int], list[Process]]] = field(default_factory=list)
@@ -79,13 +66,12 @@ class HangReport:
     chains: list[tuple[int, Blocked]]  # (depth, entry) from the top down, each once
 
 
-def states(events: Iterable[object]) -> list[ProcStateLike]:
+def states(events: Iterable[object]) -> list[ProcState]:
     """The ProcState events among `events`, in their order."""
-    return [cast(ProcStateLike, e) for e in events
-            if getattr(type(e), "KIND", None) == "ProcState"]
+    return [e for e in events if isinstance(e, ProcState)]
 
 
-def last_snapshot(sts: Sequence[ProcStateLike]) -> list[ProcStateLike]:
+def last_snapshot(sts: Sequence[ProcState]) -> list[ProcState]:
     """The ProcStates of the last snapshot (the last trigger's, taken together)."""
     if not sts:
         return []
@@ -94,21 +80,21 @@ def last_snapshot(sts: Sequence[ProcStateLike]) -> list[ProcStateLike]:
             and last.timestamp - SNAPSHOT_SPAN_NS <= s.timestamp <= last.timestamp]
 
 
-def _in(st: ProcStateLike, names: Iterable[str]) -> bool:
+def _in(st: ProcState, names: Iterable[str]) -> bool:
     """Whether its wchan or a function of its stack is one of `names` (or contains it:
     kernel 6.18 reads pipes in ``anon_pipe_read``)."""
     funcs = [st.wchan or "", *(st.stack or [])]
     return any(n in f for f in funcs for n in names)
 
 
-def _process(tree: ProcessTree, st: ProcStateLike) -> Process | None:
+def _process(tree: ProcessTree, st: ProcState) -> Process | None:
     for p in reversed(tree.find(st.pid)):
         if p.start <= st.timestamp and (p.exit_time is None or p.exit_time >= st.timestamp):
             return p
     return None
 
 
-def _pipes(st: ProcStateLike, modes: tuple[str, ...]) -> dict[int, list[int]]:
+def _pipes(st: ProcState, modes: tuple[str, ...]) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for f in st.fds or []:
         if f.kind == "pipe" and access(f) in modes:
@@ -121,7 +107,7 @@ def analyze_hang(tree: ProcessTree, events: Iterable[object]) -> HangReport | No
     snap = last_snapshot(states(events))
     if not snap:
         return None
-    procs: list[tuple[Process, ProcStateLike]] = []
+    procs: list[tuple[Process, ProcState]] = []
     for st in snap:
         p = _process(tree, st)
         if p is not None:
@@ -257,7 +243,6 @@ __all__ = [
     "PIPE_WRITE",
     "Blocked",
     "HangReport",
-    "ProcStateLike",
     "analyze_hang",
     "entry_sentence",
     "hang_sentences",

@@ -25,8 +25,10 @@ from proctrace_bcc.events import (
     Fork,
     Header,
     Lost,
+    ProcState,
     SetPGID,
     SetSID,
+    Signal,
 )
 from proctrace_bcc.lineage import Subtree
 
@@ -260,6 +262,8 @@ class _Builder:
             owner = self.live.get(ev.pid)
             if owner is not None:
                 owner.fd_snapshot = ev
+        elif isinstance(ev, (ProcState, Signal)):
+            owner = self.live.get(ev.pid)  # kept with its process's subtree (hang.py)
         else:
             owner = None
         return owner

@@ -1,35 +1,20 @@
 """Hang snapshot analysis (proctrace_bcc.hang) on hand-built trees and ProcState events.
 
-The ProcState events follow the agreed schema (/work/notes/phase2-events.md, then
-docs/format.md): `PS` below has exactly its fields and KIND, which is all
-:func:`proctrace_bcc.hang.states` looks at.
+The ProcState events are built as `record` writes them at a hang snapshot
+(docs/format.md); tests/kernel/test_leak_endings.py checks a real one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar
 
-from proctrace_bcc.events import Event, Exit, FdInfo, Fork
+from proctrace_bcc.events import Event, Exit, Fork, ProcState
 from proctrace_bcc.hang import CHILD, OTHER, PIPE_READ, analyze_hang, hang_sentences, heading
 from proctrace_bcc.render import fds as render_fds
 from proctrace_bcc.tree import ProcessTree, build_tree
 from tests.unit.test_fds import STD, Script, pipe_r, pipe_w
 
 MS = 1_000_000
-
-
-@dataclass(slots=True)
-class PS:
-    KIND: ClassVar[str] = "ProcState"
-    timestamp: int
-    pid: int
-    trigger: str
-    state: str
-    wchan: str | None
-    stack: list[str] | None = None
-    fds: list[FdInfo] | None = field(default=None)
 
 
 def _text(tree: ProcessTree, events: Sequence[object]) -> list[str]:
@@ -53,10 +38,10 @@ def _bats() -> tuple[ProcessTree, list[object]]:
     tree = build_tree(s.events, None)
     t = 5000 * MS
     states: list[object] = [
-        PS(t, 100, "timeout", "S", "do_wait", ["do_wait", "kernel_wait4"], list(STD)),
-        PS(t, 105, "timeout", "S", "anon_pipe_read", ["anon_pipe_read", "vfs_read", "ksys_read"],
+        ProcState(t, 100, "timeout", "S", "do_wait", ["do_wait", "kernel_wait4"], list(STD)),
+        ProcState(t, 105, "timeout", "S", "anon_pipe_read", ["anon_pipe_read", "vfs_read", "ksys_read"],
            [pipe_r(0, 900), *STD[1:]]),
-        PS(t, 104, "timeout", "S", "hrtimer_nanosleep", ["hrtimer_nanosleep"],
+        ProcState(t, 104, "timeout", "S", "hrtimer_nanosleep", ["hrtimer_nanosleep"],
            [*STD, pipe_w(3, 900)]),
     ]
     return tree, states
@@ -89,8 +74,8 @@ def test_make_waits_for_cc1_in_futex_wait() -> None:
     tree = build_tree(s.events, None)
     t = 9000 * MS
     states: list[object] = [
-        PS(t, 100, "interrupt", "S", "do_wait", None, None),
-        PS(t, 101, "interrupt", "S", "futex_wait_queue", ["futex_wait_queue", "futex_wait"]),
+        ProcState(t, 100, "interrupt", "S", "do_wait", None, None),
+        ProcState(t, 101, "interrupt", "S", "futex_wait_queue", ["futex_wait_queue", "futex_wait"]),
     ]
     assert _text(tree, states) == [
         "make (pid 100) is blocked in do_wait for cc1 (pid 101), which is in futex_wait_queue.",
@@ -100,11 +85,11 @@ def test_make_waits_for_cc1_in_futex_wait() -> None:
 
 def test_last_snapshot_wins_and_dead_processes_are_skipped() -> None:
     tree, states = _bats()
-    early = [PS(1000 * MS, 100, "request", "R", None, None, None)]
+    early = [ProcState(1000 * MS, 100, "request", "R", None, None, None)]
     rep = analyze_hang(tree, [*early, *states])
     assert rep is not None and rep.trigger == "timeout" and len(rep.processes) == 3
     # A ProcState of a pid the tree does not have alive then is ignored.
-    ghost = PS(5000 * MS, 103, "timeout", "S", "pipe_write", None, None)
+    ghost = ProcState(5000 * MS, 103, "timeout", "S", "pipe_write", None, None)
     rep = analyze_hang(tree, [*states, ghost])
     assert rep is not None and 103 not in {b.process.pid for b in rep.processes}
 
@@ -112,7 +97,7 @@ def test_last_snapshot_wins_and_dead_processes_are_skipped() -> None:
 def test_no_snapshot_and_a_writer_without_readers() -> None:
     tree, _ = _bats()
     assert analyze_hang(tree, [Exit(1, 100, 50, 100, exit_code=0)]) is None
-    lone = [PS(5000 * MS, 104, "terminate", "S", "pipe_write", ["pipe_write"],
+    lone = [ProcState(5000 * MS, 104, "terminate", "S", "pipe_write", ["pipe_write"],
                [pipe_w(1, 901)])]
     assert _text(tree, lone) == [
         "python3 (pid 104) is blocked in pipe_write on pipe:[901]; no other process of the "
