@@ -75,7 +75,7 @@ def _wait_for(path: Path, limit: float) -> None:
 
 
 def record_ending(out: Path, ending: str, cmd: Sequence[str], pidfile: Path,
-                  timeout_s: float | None = None) -> int:
+                  timeout_s: float | None = None, backend: str = "bcc") -> int:
     """Record `cmd` with --fds into `out`, ended the `ending` way; the recorder's status.
 
     `pidfile` is written by CMD with the culprit's pid: the endings from outside wait
@@ -84,7 +84,7 @@ def record_ending(out: Path, ending: str, cmd: Sequence[str], pidfile: Path,
     """
     # From outside, the limit must cover the recorder's start (BPF compilation: seconds).
     t = timeout_s if timeout_s is not None else scaled(20 if ending == "group-term" else 6)
-    rec = [sys.executable, "-m", "proctrace_bcc", "record", "-q", "--backend", "bcc", "--fds",
+    rec = [sys.executable, "-m", "proctrace_bcc", "record", "-q", "--backend", backend, "--fds",
            "-o", str(out)]
     extra = {"timeout": ["--timeout", f"{t:g}"],
              "kill-leftovers": ["--timeout", f"{t:g}", "--grace", "2", "--kill-leftovers"],

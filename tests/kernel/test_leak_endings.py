@@ -21,8 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from proctrace_bcc.events import Event
 from proctrace_bcc.fds import FdReport, Leak, analyze_fds
+from proctrace_bcc.hang import CHILD, PIPE_READ, analyze_hang
 from proctrace_bcc.read import read_recording
+from proctrace_bcc.render.summary import md
 from proctrace_bcc.tree import ProcessTree, build_tree
 from tests.support import scaled
 
@@ -46,17 +49,23 @@ def _analyze(path: Path, mode: str) -> str:
     return p.stdout
 
 
-def _run(tmp_path: Path, ending: str, cmd: list[str]
+def _run(tmp_path: Path, ending: str, cmd: list[str], backend: str = "bcc"
          ) -> tuple[ProcessTree, FdReport, int | None, Path]:
+    tree, culprit, out, _ = _run_events(tmp_path, ending, cmd, backend)
+    return tree, analyze_fds(tree), culprit, out
+
+
+def _run_events(tmp_path: Path, ending: str, cmd: list[str], backend: str
+                ) -> tuple[ProcessTree, int | None, Path, list[Event]]:
     out, pidfile = tmp_path / "rec.ndjson", tmp_path / "culprit.pid"
     with cleaned_up(out, pidfile):
-        record_ending(out, ending, cmd, pidfile)
+        record_ending(out, ending, cmd, pidfile, backend=backend)
         assert out.exists(), (tmp_path / "rec.stderr").read_text()
         rec = read_recording(out)
-        assert rec.header is not None and rec.header.backend == "bcc"
+        assert rec.header is not None and rec.header.backend == backend
         tree = build_tree(rec.events, rec.header)
         culprit = int(pidfile.read_text()) if pidfile.exists() else None
-        return tree, analyze_fds(tree), culprit, out
+        return tree, culprit, out, rec.events
 
 
 def _leak_of(rep: FdReport, pid: int) -> Leak:
@@ -143,3 +152,52 @@ def test_controls_report_no_leak(tmp_path: Path, name: str) -> None:
     assert rep.has_data
     assert rep.leaks == [], _analyze(out, "fds")
     assert "Leaked descriptors: none" in _analyze(out, "fds")
+
+
+# ---------------------------------------------------------------------------
+# The hang snapshot (--timeout): who waits on what
+
+
+def test_hang_snapshot_of_a_hung_bats(tmp_path: Path, backend: str) -> None:
+    _bats()
+    test = tmp_path / "leak.bats"
+    test.write_text(LEAK_BATS)
+    tree, culprit, out, events = _run_events(tmp_path, "timeout", ["bats", str(test)], backend)
+    assert culprit is not None
+    rep = analyze_hang(tree, events)
+    assert rep is not None and rep.trigger == "timeout"
+    # bats' validator is blocked reading the pipe; its only writer is the culprit.
+    readers = [b for b in rep.processes if b.kind == PIPE_READ
+               and any([q.pid for q in holders] == [culprit] for _, _, holders in b.pipes)]
+    assert len(readers) == 1, [(b.process.pid, b.kind, b.where) for b in rep.processes]
+    (reader,) = readers
+    assert "bats" in reader.process.command and "pipe_read" in reader.where
+    (name, _fds, _w) = next(p for p in reader.pipes if [q.pid for q in p[2]] == [culprit])
+    text = _analyze(out, "fds")
+    assert (f"bats (pid {reader.process.pid}) is blocked in {reader.where} on {name}; its only "
+            f"writer still open is python3 (pid {culprit}).") in text, text
+    assert md(f"is blocked in {reader.where} on {name}") in _analyze(out, "summary")
+
+
+MAKEFILE = """\
+all: a
+a:
+\tpython3 -c 'import threading; threading.Event().wait()'
+"""
+
+
+def test_hang_snapshot_of_a_hung_make(tmp_path: Path, backend: str) -> None:
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    (tmp_path / "Makefile").write_text(MAKEFILE)
+    tree, _, out, events = _run_events(tmp_path, "timeout", ["make", "-C", str(tmp_path)],
+                                       backend)
+    rep = analyze_hang(tree, events)
+    assert rep is not None
+    (mk,) = [b for b in rep.processes if b.process.command.startswith("make")]
+    assert mk.kind == CHILD and mk.children, (mk.kind, mk.where)
+    # make waits for its job, which (through sh, when there is one) waits on a futex.
+    chain = [b for _, b in rep.chains]
+    assert any("futex" in b.where for b in chain), [(b.process.command, b.where) for b in chain]
+    text = _analyze(out, "fds")
+    assert f"make (pid {mk.process.pid}) is blocked in {mk.where} for " in text, text
