@@ -23,5 +23,5 @@ bpftrace-compat: install
 	  bt=$$($(BPFTRACE_FETCH) --suite $$suite) || exit 1; \
 	  echo "bpftrace-compat: $$suite: $$($$bt --version) ($$bt)"; \
 	  PROCTRACE_REQUIRE_KERNEL=1 PROCTRACE_TEST_BPFTRACE=$$bt $(VENV)/bin/pytest -q -m kernel \
-	    tests/kernel tests/unit/test_bpftrace_script.py -k "$(BPFTRACE_COMPAT_TESTS)" || exit 1; \
+	    tests/kernel -k "$(BPFTRACE_COMPAT_TESTS)" || exit 1; \
 	done

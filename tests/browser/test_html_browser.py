@@ -7,8 +7,6 @@ parsing pixels; the mouse events themselves are real ones sent by the browser.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 from proctrace_bcc.fds import analyze_fds
 from proctrace_bcc.render import html as html_report
 from proctrace_bcc.render._common import spans
+from tests.support import chromium_path, unavailable
 from tests.unit.fds_samples import BATS_LEAK, write_hostile_leak
 from tests.unit.render_samples import AMP, HOSTILE, load, write_mixed
 
@@ -28,15 +27,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def chromium_path() -> str | None:
-    return os.environ.get("PROCTRACE_CHROMIUM") or shutil.which("chromium") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-
-
 def _unavailable(reason: str) -> None:
-    if os.environ.get("PROCTRACE_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"PROCTRACE_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
+    unavailable("browser", reason)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import shutil
 import pytest
 
 from proctrace_bcc.backends.bpftrace import backend, check, probe
+from tests.support import unavailable
 
 pytestmark = pytest.mark.kernel
 
@@ -23,7 +24,7 @@ BPFTRACE = os.environ.get("PROCTRACE_TEST_BPFTRACE") or None
 @pytest.fixture(autouse=True)
 def _needs_bpftrace() -> None:
     if BPFTRACE is None and shutil.which("bpftrace") is None:
-        pytest.skip("bpftrace is not installed")
+        unavailable("kernel", "bpftrace is not installed (apt-get install bpftrace)")
 
 
 def variant_id(b: backend.BpftraceBackend) -> str:
