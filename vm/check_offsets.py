@@ -81,7 +81,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("check_offsets: needs root", file=sys.stderr)
         return 2
-    from bcc import BPF  # type: ignore[import-not-found]
+    from bcc import BPF
 
     release = os.uname().release
     build = Path("/lib/modules") / release / "build"

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -155,7 +156,7 @@ def test_vagrantfile_check_catches_mistakes(ruby: str, tmp_path: Path,
 
 # --- what the matrix host needs (vm/host-tools.conf) -------------------------------
 
-def _outcome() -> object:
+def _outcome() -> Any:
     return matrix.Outcome("debian-6.1", "6.1.0-57-amd64")
 
 
@@ -255,9 +256,9 @@ def _apt_packages_of(script: Path) -> set[str]:
     pkgs: set[str] = set()
     for m in re.finditer(r"^\s*apt_install ([^\n$]+)$", text, re.M):
         pkgs.update(w for w in m.group(1).split() if re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", w))
-    m = re.search(r"APT_PACKAGES=\(([^)]*)\)", text)
-    if m:
-        pkgs.update(w for w in m.group(1).split() if not w.startswith("#"))
+    arr = re.search(r"APT_PACKAGES=\(([^)]*)\)", text)
+    if arr:
+        pkgs.update(w for w in arr.group(1).split() if not w.startswith("#"))
     return pkgs
 
 
