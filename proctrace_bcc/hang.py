@@ -33,7 +33,12 @@ SNAPSHOT_SPAN_NS = 1_000_000_000  # ProcStates of one trigger this close belong 
 DEPTH_MAX = 8  # a waiting chain is followed this deep
 
 PIPE_READ, PIPE_WRITE, CHILD, OTHER = "pipe-read", "pipe-write", "child", "other"
-_WAIT_FUNCS = ("do_wait", "kernel_wait4", "__do_sys_wait4", "do_sys_waitid")
+# Kernel functions by what a process blocked in them waits for (6.18 reads pipes in
+# anon_pipe_read; older kernels in pipe_read, pipe_wait).
+_PIPE_READ = frozenset(("pipe_read", "anon_pipe_read", "pipe_wait", "pipe_wait_readable"))
+_PIPE_WRITE = frozenset(("pipe_write", "anon_pipe_write", "pipe_wait_writable"))
+_WAIT = frozenset(("do_wait", "kernel_wait4", "__do_sys_wait4", "kernel_waitid",
+                   "do_sys_waitid"))
 STATE_WORDS = {"R": "running", "S": "sleeping", "D": "in uninterruptible sleep",
                "T": "stopped", "t": "stopped by a debugger", "Z": "a zombie", "X": "dead",
                "I": "idle"}
@@ -80,11 +85,9 @@ def last_snapshot(sts: Sequence[ProcState]) -> list[ProcState]:
             and last.timestamp - SNAPSHOT_SPAN_NS <= s.timestamp <= last.timestamp]
 
 
-def _in(st: ProcState, names: Iterable[str]) -> bool:
-    """Whether its wchan or a function of its stack is one of `names` (or contains it:
-    kernel 6.18 reads pipes in ``anon_pipe_read``)."""
-    funcs = [st.wchan or "", *(st.stack or [])]
-    return any(n in f for f in funcs for n in names)
+def _in(st: ProcState, names: frozenset[str]) -> bool:
+    """Whether its wchan or a function of its stack is one of `names`."""
+    return st.wchan in names or any(f in names for f in st.stack or [])
 
 
 def _process(tree: ProcessTree, st: ProcState) -> Process | None:
@@ -118,13 +121,13 @@ def analyze_hang(tree: ProcessTree, events: Iterable[object]) -> HangReport | No
         where = st.wchan or (st.stack[0] if st.stack else "") or STATE_WORDS.get(st.state, "")
         mine: tuple[str, ...] = ()
         theirs: tuple[str, ...] = ()
-        if _in(st, ("pipe_read", "pipe_wait")):
+        if _in(st, _PIPE_READ):
             mine, theirs = (READ, READ_WRITE), (WRITE, READ_WRITE)
             kind = PIPE_READ
-        elif _in(st, ("pipe_write",)):
+        elif _in(st, _PIPE_WRITE):
             mine, theirs = (WRITE, READ_WRITE), (READ, READ_WRITE)
             kind = PIPE_WRITE
-        elif _in(st, _WAIT_FUNCS):
+        elif _in(st, _WAIT):
             kind = CHILD
         else:
             kind = OTHER

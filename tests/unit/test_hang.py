@@ -75,11 +75,12 @@ def test_make_waits_for_cc1_in_futex_wait() -> None:
     t = 9000 * MS
     states: list[object] = [
         ProcState(t, 100, "interrupt", "S", "do_wait", None, None),
-        ProcState(t, 101, "interrupt", "S", "futex_wait_queue", ["futex_wait_queue", "futex_wait"]),
+        # 6.18 names it futex_do_wait: not a wait for a child
+        ProcState(t, 101, "interrupt", "S", "futex_do_wait", ["futex_do_wait", "futex_wait"]),
     ]
     assert _text(tree, states) == [
-        "make (pid 100) is blocked in do_wait for cc1 (pid 101), which is in futex_wait_queue.",
-        "  cc1 (pid 101) is blocked in futex_wait_queue.",
+        "make (pid 100) is blocked in do_wait for cc1 (pid 101), which is in futex_do_wait.",
+        "  cc1 (pid 101) is blocked in futex_do_wait.",
     ]
 
 
