@@ -148,6 +148,10 @@ def record(
     ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No live status line.")] = False,
     print_bpf: Annotated[bool, typer.Option("--print-bpf", hidden=True)] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="BCC: compile the BPF program even if the cache "
+                           "holds it (and store the new one).")
+    ] = False,
 ) -> None:
     """Run CMD (or, without CMD, watch the whole machine) and record its process tree."""
     from proctrace_bcc.record import RecordOptions, run_record
@@ -156,7 +160,7 @@ def record(
         command=list(command or []), output=output, backend=backend, raw=raw, timeout=timeout,
         grace=grace, as_root=as_root, fds=fds, buffer_pages=buffer_pages, argv_max=argv_max,
         bpftrace_path=bpftrace_path, quiet=quiet, print_bpf=print_bpf,
-        kill_leftovers=kill_leftovers,
+        kill_leftovers=kill_leftovers, cache=not no_cache,
     )
     try:
         code = run_record(opts)

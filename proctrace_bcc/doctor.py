@@ -46,6 +46,33 @@ def _bpftrace() -> Check:
     return Check("bpftrace", out.returncode == 0, f"{path}: {out.stdout.strip()}")
 
 
+def _program_cache() -> Check:
+    """Whether `record` (descendants of CMD, without and with --fds) starts warm."""
+    from proctrace_bcc.backends.base import BackendConfig
+    from proctrace_bcc.backends.bcc import cache, program
+
+    try:
+        text = program.source()
+        variants = {f"`record{fds}`": cache.key(text, program.cflags(BackendConfig(
+            tracer_pid=1, fds=bool(fds)))) for fds in ("", " --fds")}
+    except ProctraceError as exc:
+        return Check("BCC program cache", False, str(exc))
+    ok, detail = cache.state(variants)
+    return Check("BCC program cache", ok, detail)
+
+
+def _tracefs(root: bool) -> Check:
+    try:
+        mounted = tracefs.find()
+    except PermissionError as exc:  # a non-root user may not even look (mode 0700)
+        return Check("tracefs", False, f"{exc.filename} is readable by root only: as this "
+                     "user doctor cannot tell; `sudo proctrace-bcc doctor` can")
+    return Check("tracefs", mounted is not None or root,
+                 mounted or (f"not mounted; `record` mounts it at {tracefs.MOUNT_POINT}"
+                             if root else "not mounted (mount -t tracefs nodev "
+                             f"{tracefs.MOUNT_POINT})"))
+
+
 def checks() -> list[Check]:
     out: list[Check] = []
     root = os.geteuid() == 0
@@ -76,6 +103,7 @@ def checks() -> list[Check]:
     except ProctraceError as exc:
         out.append(Check("kernel header tree (for BCC to compile)", False, str(exc)))
     out.append(_bcc_importable())
+    out.append(_program_cache())
     out.append(_bpftrace())
     return out
 

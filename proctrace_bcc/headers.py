@@ -4,22 +4,24 @@ BCC needs *a* header tree to compile at all; we never read struct layouts from
 it (offsets come from BTF), so a distribution header package for another
 kernel release works.  Order: $BCC_KERNEL_SOURCE, /lib/modules/$(uname -r)/build,
 then the newest Debian/Ubuntu split header package under /usr/src merged into
-one folder in a cache (symlinks: fast, small).
+one folder in the cache directory (cachedir.py; symlinks: fast, small).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from proctrace_bcc import cachedir, safe_open
 from proctrace_bcc.errors import BackendUnavailable
 
-CACHE_DIR = Path(os.environ.get("PROCTRACE_CACHE", "/var/cache/proctrace-bcc"))
 INSTALL_HINT = (
     "install a kernel header package (Debian: apt-get install linux-headers-amd64; "
     "Ubuntu: apt-get install linux-headers-generic)"
@@ -41,8 +43,14 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 
 def _merge(common: Path, flavour: Path) -> Path:
-    """One folder with `common` overlaid by `flavour` (what Debian splits in two)."""
-    dest = CACHE_DIR / f"headers-{flavour.name}"
+    """One folder with `common` overlaid by `flavour` (what Debian splits in two), in
+    the cache directory (one of this process's, removed at exit, if that is unusable)."""
+    try:
+        where = cachedir.ensure_dir()
+    except cachedir.Rejected:
+        where = Path(tempfile.mkdtemp(prefix="proctrace-headers-"))
+        atexit.register(shutil.rmtree, where, True)
+    dest = where / f"headers-{flavour.name}"
     stamp = dest / ".proctrace-merged"
     if stamp.exists():
         return dest
@@ -52,7 +60,7 @@ def _merge(common: Path, flavour: Path) -> Path:
     for src in (common, flavour):
         subprocess.run(["cp", "-rs", "--remove-destination", f"{src}/.", str(tmp)],
                        check=True, capture_output=True)
-    (tmp / ".proctrace-merged").write_text(f"{common}\n{flavour}\n")
+    safe_open.write_new(tmp / ".proctrace-merged", f"{common}\n{flavour}\n".encode())
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

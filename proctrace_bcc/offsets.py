@@ -13,15 +13,23 @@ wins) for members that kernels renamed; paths may be dotted (``live.counter``)
 and index arrays (``pids[2]``); members of anonymous structs/unions resolve as
 in C.
 
+The running kernel's values are kept in the cache directory (cachedir.py), keyed by
+the BTF's identity (btf.identity: no parse), these lists and our version, so a warm
+start does not read /sys/kernel/btf/vmlinux at all.
+
 Run ``python -m proctrace_bcc.offsets [BTF_FILE]`` to print every value.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
 
+from proctrace_bcc import __version__, btf, cachedir
 from proctrace_bcc.btf import BTF, VMLINUX_BTF
 from proctrace_bcc.errors import ProctraceError, RecorderError
 
@@ -114,12 +122,45 @@ def defines(offsets: dict[str, int]) -> list[str]:
     return [f"-D{name}={value}" for name, value in offsets.items()]
 
 
-def kernel_offsets(path: str | Path = VMLINUX_BTF) -> dict[str, int]:
-    """offsets_from_btf of the BTF at `path`, computed once per process."""
+def cache_key() -> str:
+    """What the running kernel's offsets depend on (see the module's doc)."""
+    return json.dumps([__version__, btf.identity(VMLINUX_BTF), REQUIRED, SIZES])
+
+
+def cache_name(key: str) -> str:
+    return f"offsets-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def _cached_kernel_offsets(use_cache: bool) -> dict[str, int]:
+    """The running kernel's offsets from the cache (use_cache), else from its BTF (then
+    stored)."""
+    key = cache_key()
+    name = cache_name(key)
+    if use_cache:
+        try:
+            values = json.loads(cachedir.load(name, key))
+            names = [d for d, _, _ in REQUIRED] + [d for d, _ in SIZES]
+            if (isinstance(values, dict) and list(values) == names
+                    and all(isinstance(v, int) for v in values.values())):
+                return values
+        except (OSError, ValueError, cachedir.Rejected):
+            pass  # missing or unusable: parse the BTF
+    values = offsets_from_btf(BTF.load(VMLINUX_BTF))
+    with contextlib.suppress(OSError, cachedir.Rejected):  # not cached: only slower
+        cachedir.store(name, key, json.dumps(values).encode())
+    return values
+
+
+def kernel_offsets(path: str | Path = VMLINUX_BTF, use_cache: bool = True) -> dict[str, int]:
+    """offsets_from_btf of the BTF at `path`, computed once per process (the running
+    kernel's, VMLINUX_BTF, once per kernel: see the module's doc)."""
     key = str(path)
-    cached = _cache.get(key)
+    cached = _cache.get(key) if use_cache else None
     if cached is None:
-        cached = offsets_from_btf(BTF.load(path))
+        if key == VMLINUX_BTF:
+            cached = _cached_kernel_offsets(use_cache)
+        else:
+            cached = offsets_from_btf(BTF.load(path))
         _cache[key] = cached
     return dict(cached)
 

@@ -59,6 +59,7 @@ class RecordOptions:
     quiet: bool = False
     print_bpf: bool = False
     kill_leftovers: bool = False
+    cache: bool = True  # BCC: load the compiled program from the cache (--no-cache: compile)
     # For tests and embedding: where status/warnings go.
     stderr: TextIO | None = field(default=None, repr=False)
 
@@ -183,7 +184,7 @@ class Recorder:
         config = BackendConfig(
             tracer_pid=None if (o.raw or not o.command) else self.tracer,
             fds=o.fds, argv_max=o.argv_max, buffer_pages=o.buffer_pages,
-            bpftrace_path=o.bpftrace_path,
+            bpftrace_path=o.bpftrace_path, cache=o.cache,
         )
         if o.print_bpf:
             sys.stdout.write(make_backend(o.backend, config).program_text())
@@ -201,6 +202,7 @@ class Recorder:
                 os.chown(o.output, inv.uid, inv.gid or -1)
         backend: Backend | None = None
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _wake)
         try:
             started = time.monotonic()
             backend = start_backend(o.backend, config, o.stderr)
@@ -248,7 +250,13 @@ class Recorder:
         last_sync = 0
         while True:
             cycle = time.monotonic_ns()
-            reorder.add(self._rebase(backend.poll(POLL_MS)))
+            reaped_now = (self.child is not None and root_reaped_at is None
+                          and not self.child.running())
+            if reaped_now:
+                root_reaped_at = time.monotonic()
+            # CMD just ended: take what is there and go on to the stop check (SIGCHLD,
+            # see run(), cuts short a poll that was waiting when it ended).
+            reorder.add(self._rebase(backend.poll(0 if reaped_now else POLL_MS)))
             if prev_cycle is not None:
                 mark = watermark(prev_cycle, backend.synced_until())
                 ready = self._track(reorder.pop_until(mark - self.t0))
@@ -262,8 +270,6 @@ class Recorder:
             prev_cycle = cycle
             self._status()
             now = time.monotonic()
-            if self.child is not None and root_reaped_at is None and not self.child.running():
-                root_reaped_at = now
             reason = self._should_stop(backend, now - start, root_reaped_at, now)
             if reason == StopReason.EXITED and self.stop.reason is not None:
                 reason = self.stop.reason  # the tree ended because we were interrupted
@@ -274,12 +280,16 @@ class Recorder:
                     reason = self.stop.reason
             if reason is not None:
                 break
-        # Everything emitted before now is in the buffers: take it all.
-        time.sleep(0.01)
+        # Everything emitted before now is in the buffers: take it all (a tree that
+        # exited has nothing in flight; otherwise give other CPUs' writes a moment).
+        if reason != StopReason.EXITED:
+            time.sleep(0.01)
         reorder.add(self._rebase(backend.drain()))
         rest = self._track(reorder.pop_until(None))
         writer.write_many(rest)
         self.events += len(rest)
+        if reason == StopReason.EXITED and backend.tracked() == 0:
+            self.alive.clear()  # the kernel says none is left: those exits were lost
         if self.opts.fds:
             self._snapshot_fds(writer)
         status = self._finish_cmd(reason)
@@ -307,10 +317,12 @@ class Recorder:
             return None
         # alive is updated in timestamp order: once the root's exit is processed and
         # nothing is alive, every descendant's fork (earlier than its parent's exit)
-        # has been seen too.
-        if self.root_exit is not None and not self.alive:
+        # has been seen too.  Before that, the kernel's own count at zero (CMD reaped)
+        # proves the same: each exit is submitted before its pid leaves the count, so
+        # the final drain has every event (no waiting for the reorder window).
+        if self.root_exit is None or not self.alive:
             tracked = backend.tracked()
-            if tracked is None or tracked == 0:
+            if tracked == 0 or (tracked is None and self.root_exit is not None):
                 return StopReason.EXITED
         if self.lost and now - self._liveness_at >= 1.0:
             # Events were lost, exits perhaps among them: ask the kernel's count
@@ -345,6 +357,11 @@ class Recorder:
             if reason == StopReason.TIMEOUT:
                 return TIMEOUT_EXIT
         return child.status()
+
+
+def _wake(signum: int, frame: FrameType | None) -> None:
+    """SIGCHLD: nothing to do; being a Python handler, it interrupts the backend's poll
+    (no SA_RESTART), so the loop notices CMD's end at once."""
 
 
 def run_record(opts: RecordOptions) -> int:

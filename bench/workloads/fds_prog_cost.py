@@ -95,9 +95,8 @@ def one_run(fds: bool, src_dir: Path | None, workload: list[str]) -> dict[str, A
         bccprog.program_path = orig_path
         bccmod.BccBackend._on_event = orig_on_event  # type: ignore[method-assign]
     try:
-        funcs = {(n.decode() if isinstance(n, bytes) else n): f
-                 for n, f in be._bpf.funcs.items()}
-        progs = {k: funcs[name].fd for k, name in PROGS.items() if name in funcs}
+        fds = be.loaded.prog_fds if be.loaded is not None else {}
+        progs = {k: fds[name] for k, name in PROGS.items() if name in fds}
         before = {k: prog_stats(fd) for k, fd in progs.items()}
         rx["bytes"] = rx["records"] = 0
         cpu0 = time.process_time()

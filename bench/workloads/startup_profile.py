@@ -1,6 +1,6 @@
 """Where the BCC backend's start-up time goes, measured in one fresh process.
 
-    .venv/bin/python bench/workloads/startup_profile.py LAUNCH_NS   (root)
+    .venv/bin/python bench/workloads/startup_profile.py LAUNCH_NS [--no-cache]   (root)
 
 LAUNCH_NS is CLOCK_MONOTONIC (ns) just before the caller started this process.
 Runs the real code path of `record --backend bcc` up to "probes are live"
@@ -10,17 +10,18 @@ backend, and prints one JSON object of phase durations in seconds:
 - ``python``: interpreter start-up up to this script's first line;
 - ``import_cli``: ``import proctrace_bcc.cli`` (typer, what ``python -m`` pays);
 - ``import_record``: ``import proctrace_bcc.record`` and the BCC backend module;
-- ``import_bcc``: ``import bcc``;
-- ``headers``: find_header_tree (header tree lookup, merge when not cached);
-- ``btf``: kernel_offsets (parse /sys/kernel/btf/vmlinux, resolve offsets);
-- ``bcc_compile``: BPF() minus its autoload step (clang + LLVM, map creation);
-- ``bcc_load_attach``: BPF._trace_autoload (verifier load + tracepoint attach);
-- ``perf_buffer``: open_perf_buffer (one perf event + mmap per CPU);
+- ``btf``: kernel_offsets (the cached offsets; with --no-cache: parse
+  /sys/kernel/btf/vmlinux and resolve them);
+- ``cache``: the program's cache key and entry (read, digest checked, decoded);
+- ``compile``: (only with --no-cache, or a cold cache) ``import bcc``, the header
+  tree, and BCC's compile (clang + LLVM) with the image extracted (image.py);
+- ``load_attach``: loader.Loaded (maps created, verifier load, tracepoints attached);
+- ``perf_buffer``: one perf reader per CPU;
 - ``handshake``: the prctl handshake until the probes answer;
 - ``other``: the rest of BccBackend.start;
-- ``close``: BccBackend.close (detach, free);
-- ``trivial_compile``: a separate BPF() of a one-line program with the same
-  header tree and flags: the fixed cost BCC pays for its own headers.
+- ``close``: BccBackend.close (hands the detach to a helper process);
+- ``trivial_compile``: (with --no-cache) a separate BPF() of a one-line program with
+  the same header tree and flags: the fixed cost BCC pays for its own headers.
 
 ``startup_profile.py --variant trivial|user_read`` instead compiles only a
 one-line program (with no call, or with one bpf_probe_read_user) in this
@@ -77,6 +78,7 @@ def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--variant":
         return variant(sys.argv[2])
     launch_ns = int(sys.argv[1]) if len(sys.argv) > 1 else T_FIRST
+    cold = "--no-cache" in sys.argv[2:]
     phases["python"] = (T_FIRST - launch_ns) / 1e9
 
     t = time.perf_counter()
@@ -86,29 +88,27 @@ def main() -> int:
     t = time.perf_counter()
     import proctrace_bcc.backends.bcc as bccmod
     import proctrace_bcc.record  # noqa: F401
+    from proctrace_bcc.backends.bcc import backend as bccbackend
+    from proctrace_bcc.backends.bcc import cache as bcccache
     from proctrace_bcc.backends.bcc import program as bccprog
 
     phases["import_record"] = time.perf_counter() - t
-    t = time.perf_counter()
-    import bcc
 
-    phases["import_bcc"] = time.perf_counter() - t
-
-    import proctrace_bcc.headers as headers
     import proctrace_bcc.offsets as offsets
     from proctrace_bcc.backends.base import BackendConfig
+    from proctrace_bcc.backends.bcc import loader
 
-    bpf_init = bcc.BPF.__init__
-    headers.find_header_tree = timed("headers", headers.find_header_tree)
     offsets.kernel_offsets = timed("btf", offsets.kernel_offsets)
-    bcc.BPF.__init__ = timed("bpf_init", bcc.BPF.__init__)
-    bcc.BPF._trace_autoload = timed("bcc_load_attach", bcc.BPF._trace_autoload)
-    bcc.table.PerfEventArray.open_perf_buffer = timed(
-        "perf_buffer", bcc.table.PerfEventArray.open_perf_buffer
-    )
-    bccmod.BccBackend._handshake = timed("handshake", bccmod.BccBackend._handshake)
+    bcccache.key = timed("cache", bcccache.key)
+    bcccache.cached = timed("cache", bcccache.cached)
+    bcccache.compile_and_store = timed("compile", bcccache.compile_and_store)
+    bccbackend.Loaded = timed("load_attach", loader.Loaded)  # type: ignore[misc]
+    loader.Loaded.open_perf_buffer = timed(  # type: ignore[method-assign]
+        "perf_buffer", loader.Loaded.open_perf_buffer)
+    bccmod.BccBackend._handshake = timed(  # type: ignore[method-assign]
+        "handshake", bccmod.BccBackend._handshake)
 
-    backend = bccmod.BccBackend(BackendConfig(tracer_pid=os.getpid()))
+    backend = bccmod.BccBackend(BackendConfig(tracer_pid=os.getpid(), cache=not cold))
     t = time.perf_counter()
     backend.start()
     start_total = time.perf_counter() - t
@@ -117,18 +117,19 @@ def main() -> int:
     backend.close()
     phases["close"] = time.perf_counter() - t
 
-    phases["bcc_compile"] = phases.pop("bpf_init") - phases["bcc_load_attach"]
-    named = ("headers", "btf", "bcc_compile", "bcc_load_attach", "perf_buffer", "handshake")
+    named = ("btf", "cache", "compile", "load_attach", "perf_buffer", "handshake")
+    phases.setdefault("compile", 0.0)
     phases["other"] = start_total - sum(phases[k] for k in named)
 
-    # The fixed part: what BCC costs for a program that does nothing.
-    cflags = [f for f in bccprog.cflags(backend.config) if not f.startswith("-DOFF_")]
-    trivial = "#include <uapi/linux/ptrace.h>\nint noop(void *ctx) { return 0; }\n"
-    bcc.BPF.__init__ = bpf_init
-    t = time.perf_counter()
-    b = bcc.BPF(text=trivial, cflags=cflags)
-    phases["trivial_compile"] = time.perf_counter() - t
-    b.cleanup()
+    if cold:  # the fixed part: what BCC costs for a program that does nothing
+        import bcc
+
+        cflags = [f for f in bccprog.cflags(backend.config) if not f.startswith("-DOFF_")]
+        trivial = "#include <uapi/linux/ptrace.h>\nint noop(void *ctx) { return 0; }\n"
+        t = time.perf_counter()
+        b = bcc.BPF(text=trivial, cflags=cflags)
+        phases["trivial_compile"] = time.perf_counter() - t
+        b.cleanup()
 
     json.dump({k: round(v, 4) for k, v in phases.items()}, sys.stdout)
     sys.stdout.write("\n")

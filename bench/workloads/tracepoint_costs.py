@@ -9,9 +9,10 @@
    no handshake: no event is ever emitted), interleaved.  The differences are
    what every syscall on the machine pays for the syscall-tracing slow path
    once any syscall tracepoint is attached, and for the recorder's probes.
-2. The detach cost: BccBackend's program loaded, then its tracepoints
+2. The detach cost: the recorder's program loaded by BCC, then its tracepoints
    detached one after the other (what ``BPF.cleanup()`` does) against all at
-   once from one thread each.
+   once from one thread each; and what ``BccBackend.close()`` takes (it hands
+   the detach to a helper process, backends/bcc/loader.py).
 
 Prints one JSON object (medians in seconds, per-syscall tax in ns); dd is
 measured by its CPU time (user+sys), the detaches by wall time.
@@ -25,6 +26,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -54,7 +56,7 @@ def main() -> int:
     import bcc
 
     from proctrace_bcc.backends.base import BackendConfig
-    from proctrace_bcc.backends.bcc import detach_tracepoints, program
+    from proctrace_bcc.backends.bcc import BccBackend, program
     from proctrace_bcc.headers import find_header_tree
 
     os.environ["BCC_KERNEL_SOURCE"] = str(find_header_tree().path)
@@ -95,9 +97,22 @@ def main() -> int:
             n = len(b.tracepoint_fds)
             t = time.perf_counter()
             if how == "parallel":
-                detach_tracepoints(b)
+                threads = [threading.Thread(target=b.detach_tracepoint, args=(tp,))
+                           for tp in list(b.tracepoint_fds)]
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
             b.cleanup()
             (serial if how == "serial" else parallel).append(time.perf_counter() - t)
+    handoff: list[float] = []
+    for _ in range(max(1, args.runs // 2)):
+        be = BccBackend(BackendConfig(tracer_pid=os.getpid()))
+        be.start()
+        t = time.perf_counter()
+        be.close()
+        handoff.append(time.perf_counter() - t)
+    out["close_handoff_s"] = statistics.median(handoff)
     out["tracepoints"] = n
     out["detach_serial_s"] = statistics.median(serial)
     out["detach_parallel_s"] = statistics.median(parallel)

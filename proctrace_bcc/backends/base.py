@@ -33,6 +33,8 @@ class BackendConfig:
     argv_max: int = 49152
     buffer_pages: int = 256
     bpftrace_path: str | None = None
+    # BCC: load the compiled program from the cache if it holds it (False: compile).
+    cache: bool = True
 
 
 class Backend(abc.ABC):

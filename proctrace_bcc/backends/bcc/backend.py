@@ -1,27 +1,33 @@
-"""BccBackend: load and attach the program (program.py), read its perf buffer,
-decode each record (decode.py), handshake at start, detach at close.
+"""BccBackend: get the program's image (cache.py: stored, else compiled by BCC),
+make it live (loader.py), read its perf buffer, decode each record (decode.py),
+handshake at start, detach at close.  Programs loaded from the cache and freshly
+compiled ones go through the same loader, callbacks and decoder.
 
-`bcc` is imported lazily in `start()` so that everything else (analyze, tests
-without root) works where BCC is absent.
+`bcc` is imported only to compile (image.py), so that everything else (analyze,
+tests without root, a warm start) works without it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes as ct
-import os
-import threading
 import time
-from typing import Any
 
 from proctrace_bcc.backends import abi
 from proctrace_bcc.backends.base import Backend, BackendConfig
-from proctrace_bcc.backends.bcc import program
+from proctrace_bcc.backends.bcc import cache, program
 from proctrace_bcc.backends.bcc.decode import decode, decode_fds, header, payload
-from proctrace_bcc.errors import BackendUnavailable, RecorderError
+from proctrace_bcc.backends.bcc.loader import Loaded
+from proctrace_bcc.errors import RecorderError
 from proctrace_bcc.events import Event, Exec, Lost
 
 WAKEUP_EVENTS = 64  # wake the reader once per this many events per CPU (then drain)
+
+
+class Config(ct.Structure):
+    """struct config of proctrace.bpf.c (config_map[0])."""
+
+    _fields_ = [("ready", ct.c_uint32), ("level", ct.c_uint32), ("inum", ct.c_uint32),
+                ("tracer", ct.c_uint32)]
 
 
 class BccBackend(Backend):
@@ -29,7 +35,8 @@ class BccBackend(Backend):
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        self._bpf: Any = None
+        self.loaded: Loaded | None = None
+        self.from_cache = False  # whether start() loaded a cached image
         self._pending: list[Event] = []
         self._awaiting: dict[int, Exec] = {}  # cpu -> exec whose PT_FDS record is next
 
@@ -39,35 +46,33 @@ class BccBackend(Backend):
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> None:
+        text, flags = program.source(), program.cflags(self.config)
+        k = cache.key(text, flags)
+        image = cache.cached(k, self.notices) if self.config.cache else None
         try:
-            import bcc
-        except ImportError:
-            raise BackendUnavailable(
-                "bcc", "python module `bcc` not importable (Debian: apt-get install "
-                "python3-bpfcc; use /usr/bin/python3 or a venv with --system-site-packages)"
-            ) from None
-        from proctrace_bcc.headers import find_header_tree
+            if image is not None:
+                try:
+                    self.loaded = Loaded(image)
+                    self.from_cache = True
+                except RecorderError as exc:
+                    self.notices.append(f"the cached program did not load ({exc}); compiling")
+            if self.loaded is None:
+                self.loaded = Loaded(cache.compile_and_store(text, flags, k, self.notices))
+            self.loaded.open_perf_buffer("events", self._on_event, self._on_lost,
+                                         self.config.buffer_pages, WAKEUP_EVENTS)
+            self._handshake(self.loaded)
+        except BaseException:
+            self.close()
+            raise
 
-        os.environ["BCC_KERNEL_SOURCE"] = str(find_header_tree().path)
-        try:
-            self._bpf = bcc.BPF(text=program.source(), cflags=program.cflags(self.config))
-        except Exception as exc:  # BCC raises bare Exception on compile/load errors
-            raise RecorderError(f"BCC could not load the BPF program: {exc}") from None
-        self._bpf["events"].open_perf_buffer(
-            self._on_event, page_cnt=self.config.buffer_pages, lost_cb=self._on_lost,
-            wakeup_events=WAKEUP_EVENTS,
-        )
-        self._handshake()
-
-    def _handshake(self) -> None:
+    def _handshake(self, loaded: Loaded) -> None:
         """Tell the kernel side who we are; proves the syscall probes are live."""
         libc = ct.CDLL(None, use_errno=True)
-        cfg = self._bpf["config_map"]
+        v, zero = Config(), ct.c_int(0)
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             libc.prctl(program.HANDSHAKE, 0, 0, 0, 0)
-            v = cfg[ct.c_int(0)]
-            if v.ready:
+            if loaded.lookup("config_map", zero, v) and v.ready:
                 self.tracer_tgid = int(v.tracer)
                 return
             time.sleep(0.005)
@@ -101,55 +106,42 @@ class BccBackend(Backend):
             if not self._awaiting:
                 return
             time.sleep(0.0005)
-            self._bpf.perf_buffer_consume()
+            self._live().consume()
         self._pending.extend(self._awaiting.values())
         self._awaiting.clear()
 
     def _on_lost(self, count: int) -> None:
         self._pending.append(Lost(time.monotonic_ns(), int(count)))
 
+    def _live(self) -> Loaded:
+        if self.loaded is None:
+            raise RecorderError("the BCC backend is not started")
+        return self.loaded
+
     def poll(self, timeout_ms: int) -> list[Event]:
-        self._bpf.perf_buffer_poll(timeout=timeout_ms)
-        self._bpf.perf_buffer_consume()  # wakeups are batched: take what is pending
+        live = self._live()
+        live.poll(timeout_ms)
+        live.consume()  # wakeups are batched: take what is pending
         self._complete()
         out, self._pending = self._pending, []
         return out
 
     def drain(self) -> list[Event]:
-        self._bpf.perf_buffer_consume()
+        self._live().consume()
         self._complete()
         out, self._pending = self._pending, []
         return out
 
     def tracked(self) -> int | None:
         """The kernel's own `traced` map (authoritative: no lost event can skew it)."""
-        if self._bpf is None or self.config.tracer_pid is None:
+        if self.loaded is None or self.config.tracer_pid is None:
             return None
-        return sum(1 for _, v in self._bpf["traced"].items() if v.value == 1)
+        live, v = self.loaded, ct.c_uint8()
+        return sum(1 for k in list(live.keys("traced", ct.c_uint32))
+                   if live.lookup("traced", ct.c_uint32(k), v) and v.value == 1)
 
     def close(self) -> None:
-        if self._bpf is None:
-            return
-        bpf, self._bpf = self._bpf, None
-        detach_tracepoints(bpf)
-        bpf.cleanup()  # the rest, and any tracepoint a thread could not detach
-
-
-def detach_tracepoints(bpf: Any) -> None:
-    """Detach every tracepoint of a bcc.BPF at once, one thread each.
-
-    Detaching a (syscall) tracepoint waits for the kernel to finish with it, tens
-    of ms each: the eight at once take 0.33 s instead of 0.52 s one after another
-    (medians of 5 on this machine, bench/workloads/tracepoint_costs.py).
-    """
-    threads = [threading.Thread(target=_detach_quietly, args=(bpf, tp))
-               for tp in list(bpf.tracepoint_fds)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-
-def _detach_quietly(bpf: Any, tp: bytes) -> None:
-    with contextlib.suppress(Exception):  # BCC raises bare Exception; cleanup() retries
-        bpf.detach_tracepoint(tp)
+        """Free everything at once; the detach finishes in the background (loader.py)."""
+        loaded, self.loaded = self.loaded, None
+        if loaded is not None:
+            loaded.close()

@@ -32,7 +32,7 @@ def cflags(config: BackendConfig) -> list[str]:
         f"-DTRACED_MAX={TRACED_MAX}",
         f"-DWITH_FDS={1 if config.fds else 0}",
     ]
-    return flags + offsets.defines(offsets.kernel_offsets())
+    return flags + offsets.defines(offsets.kernel_offsets(use_cache=config.cache))
 
 
 def program_text(config: BackendConfig) -> str:
