@@ -15,6 +15,8 @@
  *   NCPU          number of possible CPUs (scratch buffers)
  *   WITH_FDS      1: emit PT_FDS after each exec (FDS_MAX descriptors at most,
  *                 a multiple of 64)
+ *   WITH_ENV      1: add the chosen environment variables (map `env_conf`) to
+ *                 each exec; no other variable leaves the kernel
  */
 #include <uapi/linux/ptrace.h>
 
@@ -34,9 +36,15 @@
 #define S_IFMT_ 00170000
 #define S_IFREG_ 0100000
 
+#if WITH_ENV
+#define ENV_SPACE (2 * PT_ENV_MAX) /* env data, and the verifier's view of its bound */
+#else
+#define ENV_SPACE 0
+#endif
+
 struct scratch {
     struct pt_event ev;
-    char data[ARGV_MAX + 3 * PATH_MAX_];
+    char data[ARGV_MAX + 3 * PATH_MAX_ + ENV_SPACE];
 };
 
 /* Per-exec state kept between sys_enter_execve[at] and the exec / failure. */
@@ -74,6 +82,26 @@ struct fork_files {
 BPF_TABLE("lru_hash", __u32, struct fork_files, fork_fds, 16384); /* tgid -> fork-time files */
 #endif
 BPF_ARRAY(stats, __u64, PT_STAT_COUNT); /* enum pt_stat -> count */
+#if WITH_ENV
+#define ENV_AREA_MAX 32768 /* bytes of the environment searched (a power of two) */
+/* variables searched: as many as the verifier takes on 6.1 to 6.18 (1M instructions;
+ * with the fds loop in the same program, half) */
+#if WITH_FDS
+#define ENV_ENTRIES 64
+#else
+#define ENV_ENTRIES 128
+#endif
+#define RECORD_MAX 65504   /* bytes of one perf record's data (its size is 16 bits) */
+struct env_scratch {
+    __u64 start, alen, n, base, cap, out, cut; /* read_env()'s loop state (see there) */
+    struct pt_env_key key;                            /* a candidate's "NAME=" */
+    __u64 envp[ENV_ENTRIES];                          /* the new image's envp[] */
+    char area[ENV_AREA_MAX + 8 * PT_ENV_WORDS];       /* its strings (+ room for word loads) */
+};
+BPF_ARRAY(env_scratch, struct env_scratch, NCPU); /* per-CPU */
+BPF_ARRAY(env_conf, struct pt_env_conf, 1);       /* the hash (filled by the recorder) */
+BPF_HASH(env_names, struct pt_env_key, __u32, PT_ENV_NAMES); /* "NAME=" -> its length */
+#endif
 
 #define READ_PTR(dst, base, off) bpf_probe_read_kernel(&(dst), sizeof(void *), (char *)(base) + (off))
 #define READ_U32(dst, base, off) bpf_probe_read_kernel(&(dst), 4, (char *)(base) + (off))
@@ -401,6 +429,148 @@ static __always_inline void emit_fds(void *ctx, struct scratch *s, void *task)
 }
 #endif
 
+#if WITH_ENV
+/* Copy the chosen variables of the new image's environment to s->data + off, each
+ * "NAME=value" NUL-terminated (u.exec.env_len bytes); returns the offset after them.  The strings and the
+ * envp[] array (on the new stack: argc, argv[], NULL, envp[]) are read in one copy
+ * each; an entry is looked at only through its first 8 * PT_ENV_WORDS bytes (a
+ * hash of a few, then its name looked up), and only a match is copied, from the
+ * process's memory, into the record. */
+static __always_inline __u64 read_env(struct scratch *s, __u64 off, void *mm, void *bprm,
+                                      __u32 cpu)
+{
+    int zero = 0;
+    struct pt_env_conf *conf = env_conf.lookup(&zero);
+    struct env_scratch *es = env_scratch.lookup(&cpu);
+    if (!conf || !es || !mm)
+        return off;
+    struct pt_event *ev = &s->ev;
+    ev->flags |= PT_F_ENV;
+    unsigned long env_start = 0, env_end = 0, start_stack = 0;
+    __s32 argc = 0, envc = 0;
+    bpf_probe_read_kernel(&env_start, sizeof(env_start), (char *)mm + OFF_MM_ENV_START);
+    bpf_probe_read_kernel(&env_end, sizeof(env_end), (char *)mm + OFF_MM_ENV_END);
+    bpf_probe_read_kernel(&start_stack, sizeof(start_stack), (char *)mm + OFF_MM_START_STACK);
+    READ_U32(argc, bprm, OFF_BINPRM_ARGC);
+    READ_U32(envc, bprm, OFF_BINPRM_ENVC);
+    if (envc <= 0 || env_end <= env_start)
+        return off;
+    __u64 alen = env_end - env_start;
+    if (alen > ENV_AREA_MAX) {
+        alen = ENV_AREA_MAX;
+        ev->flags |= PT_F_ENV_TRUNCATED;
+    }
+    __u64 n = envc;
+    if (n > ENV_ENTRIES) {
+        n = ENV_ENTRIES;
+        ev->flags |= PT_F_ENV_TRUNCATED;
+    }
+    __u64 envp = start_stack + 8 * ((__u64)(argc & 0x3FFFFF) + 2);
+    if (bpf_probe_read_user(es->area, alen & (2 * ENV_AREA_MAX - 1), (void *)env_start) != 0 ||
+        bpf_probe_read_user(es->envp, (n & (2 * ENV_ENTRIES - 1)) * 8, (void *)envp) != 0 ||
+        es->envp[0] != env_start) {
+        ev->flags |= PT_F_ENV_TRUNCATED; /* unreadable, or not the layout of an ELF stack */
+        return off;
+    }
+    /* Everything the loop needs besides its index lives in `es`, not in registers:
+     * the paths that lead here (script or not, clamped or not) then reach the loop
+     * in the same verifier state, and the states of its iterations do not differ
+     * by what was matched so far (else the verifier gives up: too many paths). */
+    es->start = env_start;
+    es->alen = alen;
+    es->n = n;
+    es->base = off;
+    /* room for the data: PT_ENV_MAX, less when argv and paths fill the record */
+    es->cap = PT_ENV_MAX;
+    if (RECORD_MAX - sizeof(struct pt_event) - off < PT_ENV_MAX)
+        es->cap = RECORD_MAX - sizeof(struct pt_event) - off;
+    es->out = 0;
+    es->cut = 0;
+#pragma clang loop unroll(disable)
+    for (__u32 i = 0; i < ENV_ENTRIES; i++) {
+        asm volatile("" ::: "memory"); /* read the loop state from `es` each time */
+        if (i >= es->n)
+            break;
+        __u64 o = es->envp[i] - es->start;
+        if (o >= es->alen) {
+            es->cut = 1; /* past what was read (entries are in order) */
+            break;
+        }
+        o &= ENV_AREA_MAX - 1;
+        /* conf's values are the same for every entry: keep the compiler from hoisting
+         * them all out of the loop (they would not fit the 512-byte stack) */
+        struct pt_env_conf *cf = conf;
+        asm volatile("" : "+r"(cf));
+        /* unaligned loads (fine for map values on x86 and arm64); volatile: loaded
+         * where used, not kept live across the compares */
+        volatile __u64 *x = (volatile __u64 *)(es->area + o);
+        __u64 h = 0;
+#pragma unroll
+        for (int w = 0; w < PT_ENV_WORDS; w++)
+            h += (x[w] & cf->hmask[w]) * cf->mult[w];
+        if (!cf->used[(h >> (64 - PT_ENV_SLOT_BITS)) & (PT_ENV_SLOTS - 1)])
+            continue;
+        /* A candidate (rare): its name, up to and with the first '=' in its first
+         * 8 * PT_ENV_WORDS bytes, is looked up in `env_names`.  Without branches
+         * (each would double the verifier's paths): find that '=' (a zero byte of
+         * x ^ "===="), then mask each word to the bytes before and at it. */
+        __u64 pos = 8 * PT_ENV_WORDS, found = 0;
+#pragma unroll
+        for (int w = 0; w < PT_ENV_WORDS; w++) {
+            __u64 t = x[w] ^ 0x3d3d3d3d3d3d3d3dULL;
+            __u64 z = (t - 0x0101010101010101ULL) & ~t & 0x8080808080808080ULL;
+            __u64 low = z & (0 - z); /* the first '=' of this word (exact: lowest) */
+            __u64 b = low - 1;       /* popcount(low - 1) / 8 = its byte index */
+            b = b - ((b >> 1) & 0x5555555555555555ULL);
+            b = (b & 0x3333333333333333ULL) + ((b >> 2) & 0x3333333333333333ULL);
+            b = (b + (b >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+            b = ((b * 0x0101010101010101ULL) >> 56) >> 3;
+            __u64 take = ((z | (0 - z)) >> 63) & (found ^ 1);
+            asm volatile("" : "+r"(take)); /* 0 or 1: no select (a branch) on it */
+            pos = (pos & (take - 1)) | ((8 * w + b) & (0 - take));
+            found |= take;
+        }
+#pragma unroll
+        for (int w = 0; w < PT_ENV_WORDS; w++) {
+            __u64 d = pos + 1 - 8 * w; /* bytes of this word in the key (as signed) */
+            __u64 all = ((d - 8) >> 63) ^ 1; /* d >= 8 */
+            __u64 none = (d - 1) >> 63;      /* d <= 0 */
+            asm volatile("" : "+r"(all));    /* 0 or 1: no select (a branch) on them */
+            asm volatile("" : "+r"(none));
+            __u64 m = (((1ULL << ((8 * d) & 63)) - 1) | (0 - all)) & (none - 1);
+            es->key.word[w] = x[w] & m & (0 - found);
+        }
+        __u32 *lenp = env_names.lookup(&es->key);
+        if (!lenp)
+            continue;
+        __u64 len = *lenp;
+        /* its name must lie in what was read, and fit in the room left */
+        __u64 out = es->out, cap = es->cap;
+        if (o + len > es->alen || out + len >= cap) {
+            es->cut = 1;
+            continue;
+        }
+        /* Explicit bounds hidden from the compiler (the 6.1 verifier loses them). */
+        __u64 dst = es->base + out;
+        __u64 room = cap - out;
+        asm volatile("" : "+r"(dst));
+        asm volatile("" : "+r"(room));
+        if (dst > ARGV_MAX + 3 * PATH_MAX_ + PT_ENV_MAX || room > PT_ENV_MAX)
+            break;
+        long r = bpf_probe_read_user_str(s->data + dst, room, (void *)es->envp[i]);
+        if (r <= 0 || r >= room) /* unreadable, or cut: the rest does not fit */
+            es->cut = 1;
+        if (r > 0)
+            es->out = out + r;
+    }
+    if (es->cut)
+        ev->flags |= PT_F_ENV_TRUNCATED;
+    __u64 out = es->out > es->cap ? 0 : es->out;
+    ev->u.exec.env_len = out;
+    return es->base + out; /* from `es`: `off` is not live across the loop */
+}
+#endif
+
 RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
     void *task = (void *)bpf_get_current_task();
@@ -479,6 +649,12 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
             bump(PT_STAT_ARGV0_FAULT);
         }
     }
+#if WITH_ENV
+    off &= 0x1FFFF;
+    if (off > ARGV_MAX + 3 * PATH_MAX_)
+        return 0;
+    off = read_env(s, off, mm, bprm, cpu);
+#endif
     inflight_exec.delete(&old_tid);
 #if WITH_FDS
     ev->flags |= PT_F_HAS_FDS;
@@ -529,6 +705,43 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 #if WITH_FDS
     fork_fds.delete(&tgid);
 #endif
+    return 0;
+}
+
+/* ---------------------------------------------------------------- signals */
+
+/* signal_generate(sig, info, task, group, result): a fatal-by-default signal for a
+ * traced process (not the recorder).  The test of `sig` comes first: SIGCHLD and the
+ * other harmless signals cost that test only. */
+RAW_TRACEPOINT_PROBE(signal_generate)
+{
+    int sig = (int)ctx->args[0];
+    if (sig <= 0 || sig > 31 || !((PT_FATAL_SIGNALS >> sig) & 1))
+        return 0;
+    struct config *c = get_config();
+    if (!c)
+        return 0;
+    void *task = (void *)ctx->args[2];
+    struct pt_event ev = {};
+    if (!fill(c, &ev, task, PT_SIGNAL))
+        return 0;
+    __u32 target = ev.pid;
+    if (target == c->tracer)
+        return 0; /* signals to the recorder itself */
+    void *info = (void *)ctx->args[1];
+    __s32 code = 0; /* SEND_SIG_NOINFO: SI_USER */
+    if (info == (void *)1)
+        code = 0x80; /* SEND_SIG_PRIV: SI_KERNEL */
+    else if (info)
+        READ_U32(code, info, 8); /* kernel_siginfo.si_code (uapi layout) */
+    __u32 sender = task_pidtype(c, (void *)bpf_get_current_task(), PIDTYPE_TGID_);
+    ev.u.signal.sig = sig;
+    ev.u.signal.code = code;
+    ev.u.signal.sender = sender;
+    bpf_get_current_comm(&ev.u.signal.sender_comm, sizeof(ev.u.signal.sender_comm));
+    if (sender == c->tracer)
+        ev.flags |= PT_F_BY_TRACER;
+    events.perf_submit(ctx, &ev, sizeof(ev));
     return 0;
 }
 

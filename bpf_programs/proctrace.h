@@ -16,6 +16,7 @@
 typedef uint64_t __u64;
 typedef uint32_t __u32;
 typedef int32_t __s32;
+typedef uint8_t __u8;
 #endif
 
 #define PT_FORK 1        /* payload u.fork */
@@ -27,6 +28,8 @@ typedef int32_t __s32;
 #define PT_FDS 7         /* fd table right after an exec; payload u.fds; data = `size` bytes of
                             struct pt_fd; always follows its PT_EXEC on the same CPU
                             (flag PT_F_HAS_FDS) */
+#define PT_SIGNAL 8      /* a fatal signal generated for a traced process: payload u.signal;
+                            the header's process is the target */
 
 /* flags */
 #define PT_F_TRUNCATED 0x1    /* argument area longer than ARGV_MAX: cut */
@@ -36,10 +39,40 @@ typedef int32_t __s32;
 #define PT_F_FDS_TRUNCATED 0x10 /* PT_FDS: more descriptors than FDS_MAX */
 #define PT_F_HAS_FDS 0x20       /* PT_EXEC: a PT_FDS record follows */
 #define PT_F_FORK_UNKNOWN 0x40  /* PT_FDS: the fork-time table is unknown (inherited = 0) */
+#define PT_F_ENV 0x80           /* PT_EXEC: the environment was searched (record --env) */
+#define PT_F_ENV_TRUNCATED 0x100 /* PT_EXEC: a chosen variable may be missing or its value cut
+                                   (environment larger than scanned, or env data full) */
+#define PT_F_BY_TRACER 0x200    /* PT_SIGNAL: the recorder sent it */
+
+/* The signals PT_SIGNAL reports (bit N: signal N): those whose default action ends
+ * the process; never SIGCHLD, SIGWINCH, SIGCONT, SIGURG (they cost one test). */
+#define PT_FATAL_SIGNALS 0x8300ffdeU /* HUP INT QUIT ILL ABRT BUS FPE KILL USR1 SEGV USR2
+                                        PIPE ALRM TERM XCPU XFSZ SYS */
 
 #define PT_FD_NAME 48 /* bytes of a regular file's last path component */
 #define PT_FD_EMPTY 0xffffffff /* pt_fd.fd of an unused slot */
 #define PT_FD_INHERIT_UNKNOWN 2 /* pt_fd.inherited: fd >= 64 or fork not seen */
+
+/* The chosen environment variables (maps `env_conf` and `env_names`, filled by
+ * the recorder).  Each entry "NAME=value" of an exec's environment is hashed
+ * over its first bytes (as many as the shortest chosen "NAME=" has); only when
+ * its slot is used is its "NAME=" looked up in `env_names`.  Only entries whose
+ * "NAME=" is there are copied into the record. */
+#define PT_ENV_NAMES 16  /* chosen names at most */
+#define PT_ENV_WORDS 8   /* "NAME=" fits PT_ENV_WORDS * 8 bytes (names of 63 bytes at most) */
+#define PT_ENV_SLOT_BITS 12 /* hash slots: the hash's top PT_ENV_SLOT_BITS bits */
+#define PT_ENV_SLOTS 4096
+#define PT_ENV_MAX 4096  /* bytes of "NAME=value\0" entries kept per exec */
+
+struct pt_env_key {
+    __u64 word[PT_ENV_WORDS]; /* "NAME=" as little-endian words, zero-padded */
+};
+
+struct pt_env_conf {
+    __u64 hmask[PT_ENV_WORDS]; /* the bytes hashed (the same for every entry) */
+    __u64 mult[PT_ENV_WORDS];  /* hash = sum of (word[w] & hmask[w]) * mult[w], mod 2^64 */
+    __u8 used[PT_ENV_SLOTS];   /* slot -> 1: some chosen "NAME=" has that hash */
+};
 
 /* Slots of the `stats` array map (counters the kernel side bumps). */
 enum pt_stat {
@@ -61,6 +94,9 @@ struct pt_fork {
  *   filename_len bytes: bprm->filename
  *   interp_len bytes:   bprm->interp (only when PT_F_SCRIPT)
  *   argv0_len bytes:    the caller's argv[0], read at syscall entry (when PT_F_ARGV0)
+ *   env_len bytes:      the chosen variables of the new image's environment, each
+ *                       "NAME=value" NUL-terminated (when PT_F_ENV; the last may be
+ *                       cut, then PT_F_ENV_TRUNCATED)
  */
 struct pt_exec {
     __s32 old_tid;      /* the thread that called exec (the tgid's leader takes over) */
@@ -69,6 +105,7 @@ struct pt_exec {
     __u32 filename_len;
     __u32 interp_len;
     __u32 argv0_len;
+    __u32 env_len;
 };
 
 struct pt_exec_failed {
@@ -93,6 +130,13 @@ struct pt_fds {
     __u32 size; /* bytes of struct pt_fd entries in data */
 };
 
+struct pt_signal {
+    __s32 sig;
+    __s32 code;         /* siginfo si_code: > 0 the kernel sent it (SI_KERNEL, a fault) */
+    __u32 sender;       /* the current process's tgid (the sender unless the kernel) */
+    char sender_comm[16];
+};
+
 union pt_payload {
     struct pt_fork fork;
     struct pt_exec exec;
@@ -101,6 +145,7 @@ union pt_payload {
     struct pt_setpgid setpgid;
     struct pt_setsid setsid;
     struct pt_fds fds;
+    struct pt_signal signal;
 };
 
 struct pt_event {

@@ -23,6 +23,7 @@ from proctrace_bcc.events import (
     encode_str,
     join_cmdline,
 )
+from proctrace_bcc.schema import check_header
 
 # The integer fields each kind must have (checked on every event read).
 INT_FIELDS: dict[str, tuple[str, ...]] = {
@@ -68,6 +69,10 @@ def event_to_obj(ev: Event) -> dict[str, Any]:
             if v is None:
                 continue
             v = [_fd_to_obj(x) for x in v]
+        elif f.name == "env":
+            if v is None:
+                continue
+            v = {name: encode_str(x) for name, x in v.items()}
         elif f.name in _STR_LIST_FIELDS and v is not None:
             v = [encode_str(x) for x in v]
         elif f.name in _STR_FIELDS and v is not None:
@@ -82,8 +87,21 @@ def dumps_event(ev: Event) -> bytes:
     return orjson.dumps(event_to_obj(ev), option=orjson.OPT_APPEND_NEWLINE)
 
 
+def _encode_any(v: Any) -> Any:
+    """`v` with every string in it byte-exact (encode_str), lists and objects included."""
+    if isinstance(v, str):
+        return encode_str(v)
+    if isinstance(v, list):
+        return [_encode_any(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _encode_any(x) for k, x in v.items()}
+    return v
+
+
 def dumps_header(h: Header) -> bytes:
-    body = {f.name: getattr(h, f.name) for f in fields(h)}
+    """The Header line; every string in it byte-exact, like events' (a non-UTF-8 argv
+    of CMD is ``{"b64": ...}`` in ``command``)."""
+    body = {f.name: _encode_any(getattr(h, f.name)) for f in fields(h)}
     return orjson.dumps({"Header": body}, option=orjson.OPT_APPEND_NEWLINE)
 
 
@@ -112,6 +130,10 @@ def event_from_obj(kind: str, body: dict[str, Any]) -> Event:
             continue  # forward compatible: ignore fields we do not know
         if k == "fds":
             v = None if v is None else [_fd_from_obj(x) for x in v]
+        elif k == "env" and v is not None:
+            if not isinstance(v, dict):
+                raise ValueError(f"{kind}.env must be an object")
+            v = {name: decode_str(x) for name, x in v.items()}
         elif k in _STR_LIST_FIELDS and v is not None:
             if not isinstance(v, list):
                 raise ValueError(f"{kind}.{k} must be a list")
@@ -161,15 +183,24 @@ def fast_event(tag: str, body: dict[str, Any]) -> Event:
             v = getattr(ev, name, None)
             if v is not None and (type(v) is not list or any(type(a) is not str for a in v)):
                 return event_from_obj(tag, body)
+        env = getattr(ev, "env", None)
+        if env is not None and (type(env) is not dict
+                                or any(type(x) is not str for x in env.values())):
+            return event_from_obj(tag, body)
         return ev
     return event_from_obj(tag, body)
 
 
 def header_from_obj(body: Any) -> Header:
-    if not isinstance(body, dict):
-        raise ValueError("Header body must be an object")
+    check_header(body)  # every field against the schema (proctrace_bcc.schema)
     names = {f.name for f in fields(Header)}
-    h = Header(**{k: v for k, v in body.items() if k in names})
+    kw = {k: v for k, v in body.items() if k in names}
+    for k, v in kw.items():  # byte-exact strings back (options are kept as written)
+        if k == "command" and v is not None:
+            kw[k] = [decode_str(a) for a in v]
+        elif k != "options" and isinstance(v, dict):
+            kw[k] = decode_str(v)
+    h = Header(**kw)
     if h.schema != 1:
         raise ValueError(f"unsupported schema {h.schema!r} (this version reads schema 1)")
     return h

@@ -110,6 +110,12 @@ class Exec:
     uid: int | None = None
     truncated: bool = False
     fds: list[FdInfo] | None = None
+    # The chosen environment variables at this exec (record --env; absent key: not set);
+    # None: not recorded.  On disk only when not None.
+    env: dict[str, str] | None = None
+    # A chosen variable may be missing or its value cut (bounds: docs/format.md); on disk
+    # only when true.
+    env_truncated: bool = field(default=False, metadata={"omit_default": True})
 
     @classmethod
     def from_argv(cls, timestamp: int, pid: int, ppid: int, pgid: int, argv: list[str],
@@ -222,6 +228,19 @@ class Signal:
     sender_comm: str | None = None
     by_recorder: bool = False  # the recorder itself sent it
 
+    @classmethod
+    def generated(cls, timestamp: int, pid: int, sig: int, code: int, sender: int, comm: str,
+                  by_recorder: bool) -> Signal:
+        """From what signal_generate saw: the current process `sender` (`comm`) and
+        siginfo's si_code.  The kernel sent it when si_code > 0 (SI_KERNEL, a fault), or
+        for a SIGPIPE or SIGXFSZ a process "sent" itself (send_sig(current): a write)."""
+        kernel = code > 0 or (sender == pid and code == 0 and sig in _SELF_SENT)
+        return cls(timestamp, pid, sig, None if kernel else sender, None if kernel else comm,
+                   by_recorder)
+
+
+_SELF_SENT = frozenset({13, 25})  # SIGPIPE, SIGXFSZ
+
 
 class StopReason(StrEnum):
     """Why a recording stopped (`End.reason`); on disk the plain word."""
@@ -231,6 +250,7 @@ class StopReason(StrEnum):
     GRACE = "grace"  # --grace after CMD itself ended
     INTERRUPTED = "interrupted"  # SIGINT
     TERMINATED = "terminated"  # SIGTERM
+    WRITE_ERROR = "write_error"  # the recording could not be written on (End.lost counts it)
 
 
 @dataclass(slots=True)

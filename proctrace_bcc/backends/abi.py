@@ -12,6 +12,7 @@ PT_EXIT = 4
 PT_SETPGID = 5
 PT_SETSID = 6
 PT_FDS = 7
+PT_SIGNAL = 8
 
 PT_F_TRUNCATED = 0x1
 PT_F_ARGS_FAULT = 0x2
@@ -20,10 +21,22 @@ PT_F_SCRIPT = 0x8
 PT_F_FDS_TRUNCATED = 0x10
 PT_F_HAS_FDS = 0x20
 PT_F_FORK_UNKNOWN = 0x40
+PT_F_ENV = 0x80
+PT_F_ENV_TRUNCATED = 0x100
+PT_F_BY_TRACER = 0x200
+
+# HUP INT QUIT ILL ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM XCPU XFSZ SYS
+PT_FATAL_SIGNALS = 0x8300FFDE
 
 PT_FD_NAME = 48
 PT_FD_EMPTY = 0xFFFFFFFF
 PT_FD_INHERIT_UNKNOWN = 2
+
+PT_ENV_NAMES = 16
+PT_ENV_WORDS = 8
+PT_ENV_SLOT_BITS = 12
+PT_ENV_SLOTS = 4096
+PT_ENV_MAX = 4096
 
 
 class PtStat(enum.IntEnum):
@@ -47,6 +60,7 @@ class PtExec(ct.Structure):
         ("filename_len", ct.c_uint32),
         ("interp_len", ct.c_uint32),
         ("argv0_len", ct.c_uint32),
+        ("env_len", ct.c_uint32),
     ]
 
 
@@ -70,6 +84,11 @@ class PtFds(ct.Structure):
     _fields_ = [("size", ct.c_uint32)]
 
 
+class PtSignal(ct.Structure):
+    _fields_ = [("sig", ct.c_int32), ("code", ct.c_int32), ("sender", ct.c_uint32),
+                ("sender_comm", ct.c_char * 16)]
+
+
 class PtPayload(ct.Union):
     _fields_ = [
         ("fork", PtFork),
@@ -79,6 +98,7 @@ class PtPayload(ct.Union):
         ("setpgid", PtSetpgid),
         ("setsid", PtSetsid),
         ("fds", PtFds),
+        ("signal", PtSignal),
     ]
 
 
@@ -111,11 +131,24 @@ class PtFd(ct.Structure):
     ]
 
 
+class PtEnvKey(ct.Structure):
+    _fields_ = [("word", ct.c_uint64 * PT_ENV_WORDS)]
+
+
+class PtEnvConf(ct.Structure):
+    _fields_ = [
+        ("hmask", ct.c_uint64 * PT_ENV_WORDS),
+        ("mult", ct.c_uint64 * PT_ENV_WORDS),
+        ("used", ct.c_uint8 * PT_ENV_SLOTS),
+    ]
+
+
 # Every struct, union, enum and #define the header exports, for the ABI test.
 STRUCTS: dict[str, type[ct.Structure | ct.Union]] = {
     "pt_fork": PtFork, "pt_exec": PtExec, "pt_exec_failed": PtExecFailed, "pt_exit": PtExit,
-    "pt_setpgid": PtSetpgid, "pt_setsid": PtSetsid, "pt_fds": PtFds, "pt_payload": PtPayload,
-    "pt_event": PtEvent, "pt_fd": PtFd,
+    "pt_setpgid": PtSetpgid, "pt_setsid": PtSetsid, "pt_fds": PtFds, "pt_signal": PtSignal,
+    "pt_payload": PtPayload,
+    "pt_event": PtEvent, "pt_fd": PtFd, "pt_env_key": PtEnvKey, "pt_env_conf": PtEnvConf,
 }
 ENUMS: dict[str, dict[str, int]] = {
     "pt_stat": {**{f"PT_STAT_{s.name}": int(s) for s in PtStat}, "PT_STAT_COUNT": len(PtStat)},

@@ -35,6 +35,8 @@ class BackendConfig:
     bpftrace_path: str | None = None
     # BCC: load the compiled program from the cache if it holds it (False: compile).
     cache: bool = True
+    # Environment variables whose values each exec records (record --env); () = none.
+    env: tuple[str, ...] = ()
 
 
 class Backend(abc.ABC):

@@ -60,6 +60,8 @@ class BccBackend(Backend):
                 self.loaded = Loaded(cache.compile_and_store(text, flags, k, self.notices))
             self.loaded.open_perf_buffer("events", self._on_event, self._on_lost,
                                          self.config.buffer_pages, WAKEUP_EVENTS)
+            if self.config.env:  # the chosen variables, before anything is emitted
+                program.fill_env(self.loaded, self.config.env)
             self._handshake(self.loaded)
         except BaseException:
             self.close()

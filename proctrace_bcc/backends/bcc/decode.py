@@ -16,6 +16,7 @@ from proctrace_bcc.events import (
     Fork,
     SetPGID,
     SetSID,
+    Signal,
     from_bytes,
 )
 from proctrace_bcc.procfs import fd_kind
@@ -42,6 +43,7 @@ def decode_exec(ev: abi.PtEvent, data: bytes) -> Exec:
     o1 = o0 + x.filename_len
     o2 = o1 + x.interp_len
     o3 = o2 + x.argv0_len
+    o4 = o3 + x.env_len
     area, filename = data[:o0], data[o0:o1]
     truncated = bool(ev.flags & (abi.PT_F_TRUNCATED | abi.PT_F_ARGS_FAULT))
     argv0 = data[o2:o3] if ev.flags & abi.PT_F_ARGV0 else None
@@ -53,7 +55,20 @@ def decode_exec(ev: abi.PtEvent, data: bytes) -> Exec:
         filename=from_bytes(filename),
         interpreter=[from_bytes(a) for a in interpreter] if interpreter is not None else None,
         sid=ev.sid, uid=ev.uid, truncated=truncated,
+        env=split_env(data[o3:o4]) if ev.flags & abi.PT_F_ENV else None,
+        env_truncated=bool(ev.flags & abi.PT_F_ENV_TRUNCATED),
     )
+
+
+def split_env(data: bytes) -> dict[str, str]:
+    """The "NAME=value\\0" entries the program kept (the first of a name wins, as for
+    getenv(); a last entry cut inside its name has no '=' and is dropped)."""
+    env: dict[str, str] = {}
+    for entry in data.split(b"\0"):
+        name, eq, value = entry.partition(b"=")
+        if eq:
+            env.setdefault(from_bytes(name), from_bytes(value))
+    return env
 
 
 def kernel_dev(dev: int) -> int:
@@ -104,4 +119,8 @@ def decode(data: int, size: int) -> Event | None:
         return SetPGID(ev.ts, ev.pid, ev.ppid, u.setpgid.pgid, target_pid=u.setpgid.target_pid)
     if t == abi.PT_SETSID:
         return SetSID(ev.ts, ev.pid, ev.ppid, ev.pgid, sid=u.setsid.sid)
+    if t == abi.PT_SIGNAL:
+        s = u.signal
+        return Signal.generated(ev.ts, ev.pid, s.sig, s.code, s.sender,
+                                from_bytes(s.sender_comm), bool(ev.flags & abi.PT_F_BY_TRACER))
     return None
