@@ -37,6 +37,8 @@ CASES = {
     "bats-sigkill": TESTS / "fixtures" / "leak-sigkill.ndjson",
     "stdout-timeout": TESTS / "fixtures" / "leak-stdout-timeout.ndjson",
     "bats-timeout": TESTS / "fixtures" / "bats-leak-fds.ndjson",
+    # record --fds --timeout 6 on the hung bats: with its hang snapshot (ProcState events)
+    "bats-hang-snapshot": TESTS / "fixtures" / "leak-hang-timeout.ndjson",
 }
 
 
