@@ -1,4 +1,4 @@
-"""Descriptor kinds, and snapshots of a live process's descriptors from /proc."""
+"""Descriptor kinds, snapshots of a live process's descriptors, its state, from /proc."""
 
 from __future__ import annotations
 
@@ -49,3 +49,19 @@ def snapshot_fds(pid: int, proc: str = "/proc") -> list[FdInfo] | None:
                           dev=st.st_dev, ino=st.st_ino, path=from_bytes(target),
                           inherited=None, flags=flags))
     return out
+
+
+def proc_state(pid: int, proc: str = "/proc") -> str | None:
+    """The state letter of /proc/PID/stat (R S D T t Z X I; None: gone)."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    rest = raw[raw.rfind(b")") + 1:].split()
+    return rest[0].decode("ascii", "replace") if rest else None
+
+
+def running(pid: int) -> bool:
+    """Not yet exited (a zombie has exited)."""
+    return proc_state(pid) not in (None, "Z", "X")
