@@ -30,6 +30,7 @@ from proctrace_bcc.backends.bpftrace.protocol import (
     Record,
     SetpgidLine,
     SetsidLine,
+    SignalLine,
     c_string,
     decode,
 )
@@ -42,6 +43,7 @@ from proctrace_bcc.events import (
     Lost,
     SetPGID,
     SetSID,
+    Signal,
     from_bytes,
 )
 
@@ -187,6 +189,10 @@ class Parser:
                 code, sig, core = Exit.split_status(r.status & 0xFFFF)
                 self.out.append(Exit(self._ts(r.ts), r.pid, r.ppid, r.pgid, exit_code=code,
                                      signal=sig, core_dumped=core))
+            case SignalLine():
+                comm = from_bytes(r.comm.split(b"\0", 1)[0])
+                self.out.append(Signal.generated(self._ts(r.ts), r.pid, r.sig, r.code, r.sender,
+                                                 comm, r.sender == self.tracer))
             case ExecFailedLine():
                 name, cut = c_string(r.filename)
                 self.out.append(ExecFailed(self._ts(r.ts), r.pid, from_bytes(name), r.errno,

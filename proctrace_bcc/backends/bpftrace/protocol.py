@@ -128,6 +128,18 @@ class ExitLine(NamedTuple):
     status: int  # wait status
 
 
+class SignalLine(NamedTuple):
+    """G: a fatal signal generated for a traced process (only when the recorder is in
+    the initial pid namespace: the target is the tracepoint's global pid)."""
+
+    ts: int
+    pid: int  # the target: the tracepoint's pid (a thread id; the process for kill(2))
+    sig: int
+    code: int  # siginfo si_code (> 0: the kernel sent it)
+    sender: int  # the current process's tgid
+    comm: bytes  # its comm, 16 bytes, NUL-terminated
+
+
 class SetpgidLine(NamedTuple):
     """P: a successful setpgid(argpid, argpgid), its raw arguments."""
 
@@ -149,7 +161,7 @@ class SetsidLine(NamedTuple):
 
 
 Record = (HandshakeLine | ForkLine | ExecLine | ArgLine | FileLine | Argv0Line
-          | ExecFailedLine | ExitLine | SetpgidLine | SetsidLine)
+          | ExecFailedLine | ExitLine | SignalLine | SetpgidLine | SetsidLine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +201,7 @@ RECORDS: dict[str, Kind] = {k.tag: k for k in (
     _kind("Z", Argv0Line),
     _kind("X", ExecFailedLine),
     _kind("T", ExitLine),
+    _kind("G", SignalLine),
     _kind("P", SetpgidLine),
     _kind("S", SetsidLine),
 )}
