@@ -265,7 +265,7 @@ def test_descriptor_section_of_a_real_bats_leak(browser: Any, tmp_path: Path) ->
     (lk,) = analyze_fds(tree).leaks
     sleep, bats, pipe = lk.process, lk.source, lk.channel.name
     test = lk.chain[-1][0]  # bats-exec-test, which forked the sleep
-    reader = lk.waiting[0].holding.process
+    reader = lk.waiting[0].process
     rep = open_recording(browser, tmp_path, BATS_LEAK)
     page = rep.page
     assert page.is_visible("#fds-sec")
