@@ -271,8 +271,8 @@ def test_descriptor_section_of_a_real_bats_leak() -> None:
     assert [pid[r] for _, r in links] == [sleep.pid, bats.pid, *(q.pid for q, _ in lk.chain)]
     assert links[2][0].startswith("bats-exec-suite (pid ") and links[2][0].endswith(", fd 1)")
     (waiter,) = lk.waiting
-    assert _links(lines[2]) == [(f"bats (pid {waiter.holding.process.pid}, fd 0)",
-                                     pid.index(waiter.holding.process.pid))]
+    assert _links(lines[2]) == [(f"bats (pid {waiter.process.pid}, fd 0)",
+                                     pid.index(waiter.process.pid))]
     assert pid[leak["row"]] == sleep.pid
     # the chain: from bats down to the sleep, with the fds each was seen using
     strings = d["strings"]
@@ -296,7 +296,7 @@ def test_descriptor_section_of_a_real_bats_leak() -> None:
             h["until_kind"], h["mark"]) == (
         "sleep 300", [3], "write", Since.FORK, None, Until.OPEN, render_fds.Mark.LEAKED)
     assert h["since"] == sleep.start - tree.start
-    reader = by_pid[waiter.holding.process.pid]
+    reader = by_pid[waiter.process.pid]
     assert strings[reader["command"]] == f"bats hang.bats (fork of pid {bats.pid}, never exec'd)"
     assert (strings[reader["end"]], reader["since_kind"], reader["until_kind"],
             reader["mark"]) == ("read", Since.END, Until.OPEN, render_fds.Mark.WAITING)
