@@ -1,7 +1,7 @@
 """Recorder benchmarks (issue 3): overhead, completeness and start-up of `record`.
 
     sudo .venv/bin/python bench/record_bench.py [--runs N] [--quick]
-        [--only storm|configure|completeness|startup] [--json PATH]
+        [--only storm|configure|completeness|fds|env|startup] [--json PATH]
 
 Every figure is a ratio (or a count) measured in the same run.  Modes run
 interleaved, in rotation: untraced, bcc, bpftrace, strace, untraced, bcc, ...
@@ -25,6 +25,9 @@ Sections (method and measured figures: docs/benchmarks.md):
   rotation on the two storms, on a storm whose processes hold ~100 and ~250
   descriptors (bench/workloads/holdfds.c), and on ``./configure``; the
   recording's size per exec and how many execs carry their fd table;
+- ``env``: what the default ``record --env`` set costs (BCC): untraced,
+  bcc --env none and bcc in rotation on the two storms and ``./configure``
+  (--fds-runs, --fds-no-configure apply), paired bcc / bcc --env none ratios;
 - ``startup``: time from launching ``record`` to the first instruction of
   CMD, per backend, and (BCC) a breakdown of where it goes
   (bench/workloads/startup_profile.py); then the two costs of syscall
@@ -63,15 +66,17 @@ CACHE = ROOT / ".cache" / "bench"
 BIN = CACHE / "bin"
 PY = sys.executable
 TRUE = "/bin/true"
-SECTIONS = ("storm", "configure", "completeness", "fds", "startup")
+SECTIONS = ("storm", "configure", "completeness", "fds", "env", "startup")
 RECORDERS = ("bcc", "bpftrace")
 MODES = ("untraced", "bcc", "bpftrace", "strace")
 FDS_MODES = ("untraced", "bcc", "bcc-fds")  # "<backend>-fds": `record --fds`
+# "<backend>-noenv": `record --env none` (plain "bcc" records the default --env set)
+ENV_MODES = ("untraced", "bcc-noenv", "bcc")
 
 
 def backend_of(mode: str) -> str:
-    """The recorder behind a mode ("bcc-fds" -> "bcc"), or the mode itself."""
-    return mode.removesuffix("-fds")
+    """The recorder behind a mode ("bcc-fds", "bcc-noenv" -> "bcc"), or the mode itself."""
+    return mode.removesuffix("-fds").removesuffix("-noenv")
 END_GRACE = 20.0  # a tracer still running this long after its workload ended is stopped
 
 
@@ -232,6 +237,8 @@ class Runner:
                "--backend", backend_of(mode)]
         if mode.endswith("-fds"):
             cmd.append("--fds")
+        if mode.endswith("-noenv"):
+            cmd += ["--env", "none"]
         if buffer_pages is not None:
             cmd += ["--buffer-pages", str(buffer_pages)]
         return [*cmd, "--", *inner]
@@ -606,6 +613,54 @@ def section_fds(runner: Runner, modes: list[str], runs: int, n: int, configure_r
     return out
 
 
+def section_env(runner: Runner, modes: list[str], runs: int, n: int, configure_runs: int,
+                package: str | None) -> dict[str, Any]:
+    """What the default `record --env` set costs (BCC): untraced, bcc --env none and bcc
+    (the defaults) in rotation on the two storms and on ./configure.  Every run gets
+    PYTEST_CURRENT_TEST, so each exec also copies one value (as under pytest)."""
+    out: dict[str, Any] = {}
+    if "bcc" not in modes:
+        print("\n--env: bcc not available, nothing measured")
+        return out
+    emodes = [m for m in ENV_MODES if m == "untraced" or m in runner.probe([m])]
+    if "bcc-noenv" not in emodes:
+        print(f"\n--env: bcc --env none not available: {runner.unavailable.get('bcc-noenv')}")
+        return out
+    saved = os.environ.get("PYTEST_CURRENT_TEST")
+    os.environ["PYTEST_CURRENT_TEST"] = "bench/record_bench.py::test_env (call)"
+    out["environment_variables"] = len(os.environ)
+    print(f"\n--env: {len(os.environ)} variables in each process's environment", file=sys.stderr)
+    try:
+        cases: list[tuple[str, str, list[str], Path | None, int | None, int]] = [
+            (f"storm_{par}x{n}", f"{par} loop(s) x {n} /bin/true",
+             ["/bin/sh", str(WORKLOADS / "storm.sh"), str(n), str(par)], None, n * par, runs)
+            for par in (1, 2)]
+        if package is not None:
+            cases.append(("configure", f"./configure of {package}", ["./configure"],
+                          configure_tree(package), None, configure_runs))
+        for label, title, workload, cwd, expect, k in cases:
+            print(f"  env {label}: {title}", file=sys.stderr)
+            rs = rotate(runner, emodes, workload, k, cwd)
+            s = summarize(rs, runner.fixed_cpu)
+            vs = summarize({"bcc-noenv": rs["bcc-noenv"], "bcc": rs["bcc"]}, runner.fixed_cpu,
+                           base="bcc-noenv")["bcc"]
+            out[label] = {"title": title, "summary": s, "env_vs_noenv": vs,
+                          "runs": {m: [asdict(r) for r in v] for m, v in rs.items()}}
+            print_overhead(f"--env defaults, {title}", s, {}, expect_true=expect)
+            print(f"  {'bcc / bcc --env none':<21} ratio {fmt(vs.get('ratio'), '.4f')}, paired "
+                  f"median {fmt(vs.get('paired_ratio_median'), '.4f')} (min "
+                  f"{fmt(vs.get('paired_ratio_min'), '.3f')}, max "
+                  f"{fmt(vs.get('paired_ratio_max'), '.3f')}); bytes per exec "
+                  f"{fmt(s['bcc-noenv'].get('rec_bytes_per_exec'), '.0f')} -> "
+                  f"{fmt(s['bcc'].get('rec_bytes_per_exec'), '.0f')}")
+    finally:
+        if saved is None:
+            os.environ.pop("PYTEST_CURRENT_TEST", None)
+        else:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+    return out
+
+
 def section_startup(runner: Runner, modes: list[str], runs: int,
                     profile_runs: int) -> dict[str, Any]:
     startup_modes = [m for m in modes if m in ("untraced", *RECORDERS)]
@@ -729,6 +784,10 @@ def run_sections(runner: Runner, args: argparse.Namespace, sections: list[str], 
             runner, modes, args.fds_runs or runs, storm_n,
             args.configure_runs or min(runs, 3), None if args.fds_no_configure else args.package,
             held)
+    if "env" in sections:
+        results["env"] = section_env(runner, modes, args.fds_runs or runs, storm_n,
+                                     args.configure_runs or min(runs, 3),
+                                     None if args.fds_no_configure else args.package)
     if "startup" in sections:
         results["startup"] = section_startup(
             runner, modes, max(3, 2 * runs), 1 if args.quick else 3)

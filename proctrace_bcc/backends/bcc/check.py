@@ -1,5 +1,6 @@
 """`python -m proctrace_bcc.backends.bcc --check`: compile every variant of the BPF C
-(descendants only or system-wide, with and without --fds), load it through the
+(descendants only or system-wide, with and without --fds, with the default --env
+set and with `--env none`), load it through the
 verifier, attach and handshake, then detach (root; what `make bpf-check` runs)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import os
 import sys
 import time
 
+from proctrace_bcc import envvars
 from proctrace_bcc.backends.base import BackendConfig
 from proctrace_bcc.backends.bcc.backend import BccBackend
 from proctrace_bcc.errors import ProctraceError
@@ -18,15 +20,17 @@ def check() -> list[str]:
     out: list[str] = []
     for tracer_pid in (os.getpid(), None):
         for fds in (False, True):
-            t0 = time.perf_counter()
-            b = BccBackend(BackendConfig(tracer_pid=tracer_pid, fds=fds))
-            try:
-                b.start()
-            finally:
-                b.close()
-            scope = "descendants" if tracer_pid is not None else "system-wide"
-            out.append(f"bcc: {scope}{' --fds' if fds else ''}: loaded, verified, attached, live "
-                       f"({time.perf_counter() - t0:.1f} s)")
+            for env in (envvars.DEFAULTS, ()):
+                t0 = time.perf_counter()
+                b = BccBackend(BackendConfig(tracer_pid=tracer_pid, fds=fds, env=env))
+                try:
+                    b.start()
+                finally:
+                    b.close()
+                scope = "descendants" if tracer_pid is not None else "system-wide"
+                opts = f"{' --fds' if fds else ''}{'' if env else ' --env none'}"
+                out.append(f"bcc: {scope}{opts}: loaded, verified, attached, live "
+                           f"({time.perf_counter() - t0:.1f} s)")
     return out
 
 
