@@ -3,9 +3,11 @@
 `record` makes ``<cgroup2 mount><our cgroup>/proctrace-bcc-<pid>/`` and CMD joins it
 before it execs (its preexec step writes to a cgroup.procs descriptor the recorder
 opened: the kernel checks the opener's rights, 5.16+).  Every descendant is born in
-it, setsid and double forks included.  Ending the tree is then atomic:
-``cgroup.freeze`` (5.2+) stops every member where it is, signals sent meanwhile stay
-pending, ``cgroup.kill`` (5.14+) SIGKILLs every member at once.
+it, setsid and double forks included (a recorder killed by SIGKILL leaves its cgroup
+behind: the next one removes it once empty).  Ending the tree is then atomic:
+``cgroup.freeze`` (5.2+) stops every member where it is; a signal sent meanwhile is
+handled before the member runs on when thawed (one that kills by default kills at
+once, frozen or not); ``cgroup.kill`` (5.14+) SIGKILLs every member at once.
 
 Where that is not possible (no writable cgroup2, an older kernel, CMD could not
 join), :class:`Signals` does the same with signals to the members the recorder
@@ -55,6 +57,17 @@ def _own_path(cgroup: str = "/proc/self/cgroup") -> str:
     return "/"
 
 
+def _remove_stale(parent: Path) -> None:
+    """Remove the empty cgroups of recorders that are gone (killed by SIGKILL: no
+    clean-up); one still holding processes stays (rmdir fails)."""
+    with contextlib.suppress(OSError):
+        for d in parent.glob("proctrace-bcc-*"):
+            pid = d.name.rsplit("-", 1)[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+
+
 class Cgroup:
     """A cgroup v2 directory of our own, for CMD's tree."""
 
@@ -73,6 +86,7 @@ class Cgroup:
         name = f"proctrace-bcc-{os.getpid()}"
         why = ""
         for parent in (mount / _own_path().lstrip("/"), mount):
+            _remove_stale(parent)
             path = parent / name
             try:
                 path.mkdir()
