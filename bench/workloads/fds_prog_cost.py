@@ -16,6 +16,11 @@ Configurations: ``off`` (the recorder's program, WITH_FDS=0), ``fds``
 with WITH_FDS=1 and the same flags (to try a change to the fd loop without
 touching bpf_programs/).  Rotated, ``--runs`` times; medians.
 
+``--env``: ``env-none`` (``record --env none``) against ``env-defaults`` (the
+default ``--env`` set), both without --fds, the storm alone; each process gets
+PYTEST_CURRENT_TEST (one value copied per exec, as under pytest) and, per
+``--extra-vars`` count, that many more variables (the search is linear in them).
+
 Prints one JSON object: per held count and configuration, ns per call of the
 exec, fork and exit programs, BPF ns per /bin/true in all programs together,
 perf-buffer bytes per exec, the reader's CPU (this process, user+sys) per
@@ -70,7 +75,8 @@ def prog_stats(fd: int) -> tuple[int, int]:
     return cnt, ns
 
 
-def one_run(fds: bool, src_dir: Path | None, workload: list[str]) -> dict[str, Any]:
+def one_run(fds: bool, src_dir: Path | None, workload: list[str],
+            env: tuple[str, ...] = (), extra: dict[str, str] | None = None) -> dict[str, Any]:
     from proctrace_bcc.backends import bcc as bccmod
     from proctrace_bcc.backends.base import BackendConfig
     from proctrace_bcc.backends.bcc import program as bccprog
@@ -89,7 +95,7 @@ def one_run(fds: bool, src_dir: Path | None, workload: list[str]) -> dict[str, A
 
     bccmod.BccBackend._on_event = counting  # type: ignore[method-assign]
     try:
-        be = bccmod.BccBackend(BackendConfig(tracer_pid=os.getpid(), fds=fds))
+        be = bccmod.BccBackend(BackendConfig(tracer_pid=os.getpid(), fds=fds, env=env))
         be.start()
     finally:
         bccprog.program_path = orig_path
@@ -100,7 +106,8 @@ def one_run(fds: bool, src_dir: Path | None, workload: list[str]) -> dict[str, A
         before = {k: prog_stats(fd) for k, fd in progs.items()}
         rx["bytes"] = rx["records"] = 0
         cpu0 = time.process_time()
-        proc = subprocess.Popen(workload, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(workload, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                env={**os.environ, **(extra or {})})
         events: list[Any] = []
         while proc.poll() is None:
             events += be.poll(50)
@@ -114,6 +121,7 @@ def one_run(fds: bool, src_dir: Path | None, workload: list[str]) -> dict[str, A
     out: dict[str, Any] = {
         "execs": len(execs),
         "execs_with_fds": sum(1 for e in execs if e.fds is not None),
+        "execs_with_env": sum(1 for e in execs if e.env),
         "lost": sum(e.count for e in events if isinstance(e, Lost)),
         "perf_bytes": rx["bytes"], "perf_records": rx["records"], "reader_cpu_s": cpu,
     }
@@ -131,6 +139,12 @@ def main() -> int:
     ap.add_argument("--held", default="0,100,250", help="descriptors held (default 0,100,250)")
     ap.add_argument("--program", action="append", default=[], metavar="NAME=PATH",
                     help="also measure this BPF C source (WITH_FDS=1)")
+    ap.add_argument("--env", action="store_true",
+                    help="measure `record --env` instead: --env none against the default set "
+                    "(no --fds); each process gets PYTEST_CURRENT_TEST")
+    ap.add_argument("--extra-vars", default="0",
+                    help="with --env: variables added to the workload's environment, one "
+                    "measurement per count (default 0; e.g. 0,100)")
     args = ap.parse_args()
     if not HOLDFDS.exists():
         raise SystemExit(f"{HOLDFDS} missing: run bench/record_bench.py once (it builds it)")
@@ -138,7 +152,13 @@ def main() -> int:
     from proctrace_bcc.programs import program_path
 
     os.environ["BCC_KERNEL_SOURCE"] = str(find_header_tree().path)
+    from proctrace_bcc.envvars import DEFAULTS
+
     configs: list[tuple[str, bool, Path | None]] = [("off", False, None), ("fds", True, None)]
+    envs: dict[str, tuple[str, ...]] = {}
+    if args.env:
+        configs = [("env-none", False, None), ("env-defaults", False, None)]
+        envs = {"env-defaults": DEFAULTS}
     tmp = Path(tempfile.mkdtemp(prefix="fds_prog_cost."))
     for spec in args.program:
         name, _, path = spec.partition("=")
@@ -151,12 +171,17 @@ def main() -> int:
     storm = ["/bin/sh", str(WORKLOADS / "storm.sh"), str(args.n), "1"]
     result: dict[str, Any] = {"n": args.n, "runs": args.runs, "held": {}}
     try:
-        for held in (int(x) for x in args.held.split(",")):
+        cases = ([(0, int(x)) for x in args.extra_vars.split(",")] if args.env
+                 else [(int(x), 0) for x in args.held.split(",")])
+        for held, nvars in cases:
             wl = storm if held == 0 else [str(HOLDFDS), str(held), *storm]
+            extra = {f"BENCH_EXTRA_VARIABLE_{i}": f"value-{i}" for i in range(nvars)}
+            if args.env:
+                extra["PYTEST_CURRENT_TEST"] = "bench/env_prog_cost.py::test (call)"
             raw: dict[str, list[dict[str, Any]]] = {c[0]: [] for c in configs}
             for _ in range(args.runs):
                 for name, fds, d in configs:
-                    raw[name].append(one_run(fds, d, wl))
+                    raw[name].append(one_run(fds, d, wl, envs.get(name, ()), extra))
             summ: dict[str, Any] = {}
             for name, rs in raw.items():
                 s: dict[str, Any] = {}
@@ -172,10 +197,12 @@ def main() -> int:
                     1e6 * r["reader_cpu_s"] / max(1, r["execs"]) for r in rs)
                 s["execs"] = [r["execs"] for r in rs]
                 s["execs_with_fds"] = [r["execs_with_fds"] for r in rs]
+                s["execs_with_env"] = [r["execs_with_env"] for r in rs]
                 s["lost"] = [r["lost"] for r in rs]
                 summ[name] = s
-            result["held"][str(held)] = {"summary": summ, "runs": raw}
-            print(f"held {held}: " + json.dumps(
+            key = f"{len(os.environ) + len(extra)} variables" if args.env else str(held)
+            result["held"][key] = {"summary": summ, "runs": raw}
+            print(f"{'env' if args.env else 'held'} {key}: " + json.dumps(
                 {n: {k: round(v, 1) if isinstance(v, float) else v for k, v in s.items()}
                  for n, s in summ.items()}), file=sys.stderr)
     finally:
