@@ -255,7 +255,9 @@ def test_ctrl_c_keeps_everything_recorded(tmp_path: Path, backend: str) -> None:
     assert p.returncode == 128 + signal.SIGINT
 
 
-def test_runs_command_as_the_sudo_user(record: Recorder, tmp_path: Path) -> None:
+def test_runs_command_as_the_sudo_user(backend: str) -> None:
+    """The recording too is opened as the sudo user (issue 13): it goes to a directory
+    they may write, not to tmp_path (root's, mode 0700)."""
     import pwd
 
     try:
@@ -268,6 +270,9 @@ def test_runs_command_as_the_sudo_user(record: Recorder, tmp_path: Path) -> None
     shared.chmod(0o777)
     out = shared / "id.txt"
     env = {"SUDO_UID": str(pw.pw_uid), "SUDO_GID": str(pw.pw_gid), "SUDO_USER": pw.pw_name}
+    from functools import partial
+
+    record = partial(run_record, shared, backend)
     r = record(["sh", "-c", f"id -u > {out}; echo $HOME $USER >> {out}"], env=env)
     assert r.rc == 0
     lines = out.read_text().split("\n")

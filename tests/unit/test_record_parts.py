@@ -15,7 +15,7 @@ from proctrace_bcc.reorder import Reorder, watermark
 
 def test_stop_reasons_are_written_as_the_plain_words() -> None:
     assert [r.value for r in StopReason] == [
-        "exited", "timeout", "grace", "interrupted", "terminated"]
+        "exited", "timeout", "grace", "interrupted", "terminated", "write_error"]
     assert dumps_event(End(5, StopReason.GRACE)) == dumps_event(End(5, "grace"))
     assert f"{StopReason.TIMEOUT}" == "timeout"
 
