@@ -189,7 +189,12 @@ def test_bats_leak_names_the_sleep_fd3_the_pipe_and_the_waiting_bats(
                 f"that bats (pid {root.pid}) opened; it inherited it through ") in out, out
         assert f"bats (pid {reader.pid}, fd 0) is still waiting on the read end of " \
                f"pipe:[{ino}]." in out, out
-        assert "sleep was still running when the recording ended." in out
+        # It held it long after bats-exec-test, which it inherited it from, had exited.
+        test = sleep.parent
+        assert test is not None and test.exit is not None
+        assert "sleep was still holding it when the recording ended, " in out, out
+        assert (f" after bats-exec-test (pid {test.pid}), which it inherited it from, had "
+                "exited at +") in out, out
         # The table marks the leaker and the waiting reader on that pipe.
         table = out.split(f"\npipe:[{ino}]  opened by bats (pid {root.pid})", 1)[1]
         table = table.split("\n\n", 1)[0]
