@@ -11,13 +11,13 @@ import contextlib
 import gc
 import os
 import shutil
-import stat
 import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
+from proctrace_bcc import safe_open
 from proctrace_bcc.analysis import Analysis, release_tree, restrict
 from proctrace_bcc.errors import ProctraceError
 from proctrace_bcc.read import ORDERS, OutOfOrder, Source, read_recording
@@ -73,21 +73,25 @@ class OutputSink:
     """Where output goes until it is complete: a temporary file, then put in place."""
 
     def __init__(self, output: Path | None) -> None:
-        self.output = output
+        """`output` by safe_open's rules: a missing file or a regular file of ours is
+        replaced (a temporary file beside it, renamed onto it); a stream (FIFO, device)
+        is written at commit; `-`, /dev/stdout, /dev/fd/N: that descriptor."""
+        self.given = 1 if output is None else safe_open.given_fd(str(output))
+        self.output = None if self.given is not None else output
         self.replace = False  # rename the temporary file onto `output`
-        if output is not None:
-            try:
-                self.replace = stat.S_ISREG(os.stat(output).st_mode)
-            except FileNotFoundError:
-                self.replace = True
-            except OSError as exc:
-                raise ProctraceError(f"cannot write {output}: {exc.strerror or exc}") from None
-        directory = str(output.parent) if output is not None and self.replace else None
         try:
-            fd, self.tmp = tempfile.mkstemp(prefix=".proctrace-", suffix=".tmp", dir=directory)
+            if self.output is not None:
+                self.replace = safe_open.replaceable(self.output)
+            if self.output is not None and self.replace:
+                fd, tmp = safe_open.temp_beside(self.output)
+                self.tmp = str(tmp)
+            else:
+                fd, self.tmp = tempfile.mkstemp(prefix=".proctrace-", suffix=".tmp")
+        except safe_open.Unsafe as exc:
+            raise ProctraceError(f"cannot write {output}: {exc}") from None
         except OSError as exc:
-            where = output if output is not None else "a temporary file"
-            raise ProctraceError(f"cannot write {where}: {exc.strerror or exc}") from None
+            raise ProctraceError(f"cannot write {output or 'a temporary file'}: "
+                                 f"{exc.strerror or exc}") from None
         self.f: IO[bytes] = os.fdopen(fd, "w+b")
         self.done = False
 
@@ -114,21 +118,32 @@ class OutputSink:
         else:
             self.f.seek(0)
             try:
-                if self.output is None:
+                if self.given == 1:
                     out = sys.stdout.buffer
                     shutil.copyfileobj(self.f, out, 1 << 20)
                     out.flush()
                 else:
-                    with open(self.output, "wb") as o:
+                    with os.fdopen(self._stream_fd(), "wb") as o:
                         shutil.copyfileobj(self.f, o, 1 << 20)
+            except safe_open.Unsafe as exc:
+                raise ProctraceError(f"cannot write {self.output}: {exc}") from None
             except BrokenPipeError:
                 # The reader went away (`| head`): not an error of ours.
                 with contextlib.suppress(OSError):
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             except OSError as exc:
-                where = self.output if self.output is not None else "stdout"
+                where = self.output or ("stdout" if self.given == 1 else f"fd {self.given}")
                 raise ProctraceError(f"cannot write {where}: {exc.strerror or exc}") from None
         self.done = True
+
+    def _stream_fd(self) -> int:
+        """The descriptor to copy the output to: the one given, or `output` opened."""
+        if self.given is not None:
+            return os.dup(self.given)
+        assert self.output is not None
+        o = safe_open.open_stream(str(self.output))
+        o.close_dir()
+        return o.fd
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):

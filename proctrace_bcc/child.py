@@ -6,6 +6,7 @@ Also ends what is left of its tree (`record --kill-leftovers`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import signal
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proctrace_bcc.errors import RecorderError
+from proctrace_bcc.safe_open import Creds
 
 TERMINATE_S = 5.0  # how long CMD has to exit after SIGTERM before SIGKILL
 LEFTOVER_S = 2.0  # the same for leftovers of the tree, per signal
@@ -23,37 +25,61 @@ LEFTOVER_S = 2.0  # the same for leftovers of the tree, per signal
 
 @dataclass(slots=True)
 class Invoker:
-    """Who CMD runs as: the user behind sudo unless --as-root."""
+    """Who CMD runs as: the user behind sudo unless --as-root (then uid is None).
+
+    `env` is CMD's environment: the recorder's as it was when this was made, before
+    a backend adds its own variables (BCC_KERNEL_SOURCE) to ours; under sudo with the
+    user's HOME, USER and LOGNAME.  `user` is the user behind sudo, --as-root or not:
+    whom `record -o` is opened as (safe_open.open_as)."""
 
     uid: int | None = None
     gid: int | None = None
     groups: list[int] | None = None
     env: dict[str, str] | None = None
+    user: Creds | None = None
 
     @classmethod
     def from_env(cls, as_root: bool) -> Invoker:
+        env = dict(os.environ)
         sudo_uid = os.environ.get("SUDO_UID")
-        if as_root or os.geteuid() != 0 or not sudo_uid:
-            return cls()
-        uid = int(sudo_uid)
+        if os.geteuid() != 0 or not sudo_uid:
+            return cls(env=env)
+        uid = _sudo_id("SUDO_UID", sudo_uid)
         try:
             pw = pwd.getpwuid(uid)
         except KeyError:
             raise RecorderError(f"SUDO_UID={uid} is not a known user") from None
-        gid = int(os.environ.get("SUDO_GID", pw.pw_gid))
-        env = dict(os.environ)
+        gid = _sudo_id("SUDO_GID", os.environ.get("SUDO_GID", str(pw.pw_gid)))
+        groups = os.getgrouplist(pw.pw_name, gid)
+        user = Creds(uid, gid, tuple(groups))
+        if as_root:
+            return cls(env=env, user=user)
         env.update(HOME=pw.pw_dir, USER=pw.pw_name, LOGNAME=pw.pw_name)
-        return cls(uid, gid, os.getgrouplist(pw.pw_name, gid), env)
+        return cls(uid, gid, groups, env, user)
+
+
+def _sudo_id(name: str, value: str) -> int:
+    """SUDO_UID / SUDO_GID as a number (RecorderError, one line, if it is not one)."""
+    if not (value.isascii() and value.isdigit()):
+        raise RecorderError(f"{name}={value!r} is not a numeric id")
+    return int(value)
 
 
 class Child:
-    """CMD, started as `inv` says; it inherits what it would have inherited from us."""
+    """CMD, started as `inv` says; it inherits what it would have inherited from us
+    (`stdout`: a descriptor to give it as its stdout instead, when the recording goes
+    to ours).
 
-    def __init__(self, command: list[str], inv: Invoker) -> None:
+    CMD gets SIGTERM when the recorder dies (PR_SET_PDEATHSIG, set after it became the
+    user): a recorder killed by SIGKILL does not leave it running untraced.  Only CMD
+    gets it, not its descendants, and the kernel clears it when CMD execs a set-uid or
+    set-gid program or one with file capabilities (README, "Reliability")."""
+
+    def __init__(self, command: list[str], inv: Invoker, stdout: int | None = None) -> None:
         try:
             self.proc = subprocess.Popen(
                 command, user=inv.uid, group=inv.gid, extra_groups=inv.groups, env=inv.env,
-                close_fds=False,
+                close_fds=False, stdout=stdout, preexec_fn=_DeathSignal(),
             )
         except FileNotFoundError:
             raise RecorderError(f"command not found: {command[0]}") from None
@@ -85,6 +111,23 @@ class Child:
     def status(self) -> int:
         """CMD's exit status as a shell reports it (waits for CMD)."""
         return exit_status(self.proc.wait())
+
+
+class _DeathSignal:
+    """preexec_fn of CMD: SIGTERM when the recorder dies (prctl PR_SET_PDEATHSIG), and
+    at once if it already has (the signal is only sent for a death after the call).
+    libc is loaded here, in the recorder: the child only makes two calls."""
+
+    PR_SET_PDEATHSIG = 1
+
+    def __init__(self) -> None:
+        self._prctl = ctypes.CDLL(None, use_errno=True).prctl
+        self._parent = os.getpid()
+
+    def __call__(self) -> None:
+        self._prctl(self.PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != self._parent:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def exit_status(returncode: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -177,7 +178,24 @@ def doctor() -> None:
     raise typer.Exit(run_doctor())
 
 
+def _std_fds() -> None:
+    """A closed stdin, stdout or stderr (`2>&-`) becomes /dev/null, for us (Python would
+    have None for sys.stderr) and for CMD, and no file we open takes its number."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: fd itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+
+
 def main() -> None:
+    _std_fds()
     try:
         app()
     except ProctraceError as exc:  # last resort: commands normally map their own errors

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from proctrace_bcc import __version__, lineage, tracefs
+from proctrace_bcc import __version__, lineage, safe_open, tracefs
 from proctrace_bcc.backends.base import Backend, BackendConfig
 from proctrace_bcc.backends.select import check_name, make_backend, start_backend
 from proctrace_bcc.child import Child, Invoker, end_processes
@@ -32,10 +32,15 @@ from proctrace_bcc.errors import RecorderError, UsageError
 from proctrace_bcc.events import End, Event, Exit, FdSnapshot, Fork, Header, Lost, StopReason
 from proctrace_bcc.procfs import snapshot_fds
 from proctrace_bcc.reorder import Reorder, watermark
+from proctrace_bcc.safe_open import Opened
 from proctrace_bcc.status import StatusLine
 from proctrace_bcc.writer import RecordingWriter
 
 POLL_MS = 100
+# After a poll that brought events, the next one waits at most this long: a busy tree's
+# events reach the file sooner, so a SIGKILL of the recorder loses less of them
+# (bench/sigkill_loss.py; README, "Reliability").
+POLL_BUSY_MS = 20
 SYNC_NS = 1_000_000_000  # fsync the recording at most once a second while recording
 TIMEOUT_EXIT = 124  # like timeout(1): CMD was still running when --timeout fired
 # Exits and forks not (yet) placed in the tree, kept for a fork that comes late.
@@ -97,6 +102,7 @@ class Recorder:
         self.t0 = 0
         self.tracer = os.getpid()
         self.child: Child | None = None  # CMD, once started
+        self._told_write_error = False
         self._liveness_at = 0.0
         self.status_line = StatusLine(
             (not opts.quiet) and sys.stderr.isatty() and opts.stderr is None)
@@ -193,13 +199,7 @@ class Recorder:
             raise RecorderError("recording needs root (CAP_BPF and CAP_PERFMON): run it with sudo")
         tracefs.ensure_mounted()
         inv = Invoker.from_env(o.as_root)
-        try:
-            writer = RecordingWriter(o.output)
-        except OSError as exc:
-            raise RecorderError(f"cannot write {o.output}: {exc.strerror or exc}") from None
-        if inv.uid is not None:
-            with contextlib.suppress(OSError):
-                os.chown(o.output, inv.uid, inv.gid or -1)
+        writer, opened, cmd_stdout = self._open_output(inv)
         backend: Backend | None = None
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _wake)
@@ -222,16 +222,22 @@ class Recorder:
                 writer.write(End(0, self.stop.reason, [], None, 0))
                 return 128 + signal.SIGINT if self.stop.reason == StopReason.INTERRUPTED else 143
             if o.command:
-                self.child = Child(o.command, inv)
+                self.child = Child(o.command, inv, cmd_stdout)
                 self.root_pid = header.root_pid = self.child.pid
+            # From here on nothing may abandon CMD: a write failure is not an error
+            # (writer.py), and any other one waits for CMD (_wait_for_cmd).
             writer.write_header(header)
             return self._loop(backend, writer)
-        except BaseException:
+        except BaseException as exc:
             if writer.events_written == 0 and not writer.header_written:
                 # Nothing recorded (the backend did not start): leave no empty file.
                 writer.close()
-                with contextlib.suppress(OSError):
-                    os.unlink(o.output)
+                if opened is not None:
+                    opened.remove()
+            elif self.child is not None and self.child.running():
+                if backend is not None:
+                    backend.close()
+                self._wait_for_cmd(exc)
             raise
         finally:
             for s, h in old.items():
@@ -239,7 +245,50 @@ class Recorder:
             if backend is not None:
                 backend.close()
             writer.close()
+            if opened is not None:
+                opened.close_dir()
             self.status_line.clear()
+
+    def _say(self, line: str) -> None:
+        """One line for the person running us (never fails: stderr may be gone)."""
+        with contextlib.suppress(OSError, ValueError):
+            err = self.opts.stderr or sys.stderr
+            err.write(f"proctrace-bcc: {line}\n")
+            err.flush()
+
+    def _open_output(self, inv: Invoker) -> tuple[RecordingWriter, Opened | None, int | None]:
+        """The recording's writer, the file it opened (to remove it if nothing gets
+        recorded) and what CMD gets as stdout.  The file is opened by safe_open's rules,
+        as the user behind sudo (open_as); `-`, /dev/stdout and /dev/fd/N are used as
+        given: with the recording on our stdout, CMD's stdout is our stderr, so that
+        its output does not land in the recording."""
+        path = str(self.opts.output)
+        given = safe_open.given_fd(path)
+        try:
+            if given == 2:
+                raise safe_open.Unsafe("stderr carries the recorder's messages and CMD's")
+            if given is not None:
+                writer = RecordingWriter(os.dup(given), path, opened=False)
+                if given == 1 and self.opts.command and not self.opts.quiet:
+                    self._say("the recording goes to stdout: CMD's stdout goes to stderr")
+                return writer, None, 2 if given == 1 else None
+            if inv.user is not None:
+                opened = safe_open.open_as(path, inv.user, self._say)
+            else:
+                opened = safe_open.open_stream(path, self._say)
+        except safe_open.Unsafe as exc:
+            raise RecorderError(f"cannot write {path}: {exc}") from None
+        except OSError as exc:
+            raise RecorderError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return RecordingWriter(opened.fd, path), opened, None
+
+    def _wait_for_cmd(self, exc: BaseException) -> None:
+        """The policy for a failure after CMD started (README, "Reliability"): tracing
+        stops, CMD is not abandoned: we wait for it (signals still passed on)."""
+        assert self.child is not None
+        self._say(f"error: {exc or type(exc).__name__}; no longer recording: waiting for CMD "
+                  f"(pid {self.child.pid}) to end")
+        self.child.proc.wait()
 
     def _loop(self, backend: Backend, writer: RecordingWriter) -> int:
         reorder = Reorder()
@@ -248,6 +297,7 @@ class Recorder:
         root_reaped_at: float | None = None
         stop_at: float | None = None
         last_sync = 0
+        busy = False
         while True:
             cycle = time.monotonic_ns()
             reaped_now = (self.child is not None and root_reaped_at is None
@@ -256,7 +306,9 @@ class Recorder:
                 root_reaped_at = time.monotonic()
             # CMD just ended: take what is there and go on to the stop check (SIGCHLD,
             # see run(), cuts short a poll that was waiting when it ended).
-            reorder.add(self._rebase(backend.poll(0 if reaped_now else POLL_MS)))
+            got = backend.poll(0 if reaped_now else POLL_BUSY_MS if busy else POLL_MS)
+            busy = bool(got)
+            reorder.add(self._rebase(got))
             if prev_cycle is not None:
                 mark = watermark(prev_cycle, backend.synced_until())
                 ready = self._track(reorder.pop_until(mark - self.t0))
@@ -265,6 +317,7 @@ class Recorder:
                 # to the OS every cycle; to the disk once a second (fsync costs ms here)
                 sync = cycle - last_sync >= SYNC_NS
                 writer.flush(sync=sync)
+                self._note_write_error(writer)
                 if sync:
                     last_sync = cycle
             prev_cycle = cycle
@@ -294,10 +347,29 @@ class Recorder:
             self._snapshot_fds(writer)
         status = self._finish_cmd(reason)
         end_ts = max(0, time.monotonic_ns() - self.t0)
-        writer.write(End(end_ts, reason, sorted(self.alive), status, self.lost))
         writer.flush()
+        self._note_write_error(writer)
+        # After a write failure End says so, counting what was not written as lost.
+        failed = writer.failed is not None
+        kept = writer.write_last(End(end_ts, StopReason.WRITE_ERROR if failed else reason,
+                                     sorted(self.alive), status,
+                                     self.lost + writer.unwritten))
+        if writer.failed is not None:
+            self._note_write_error(writer)
+            self._say(f"error: the recording {writer.path} is incomplete: "
+                      f"{writer.unwritten} events not written; "
+                      + ("it ends with End (reason write_error)" if kept
+                         else "its End could not be written either"))
         self._status(force=True)
         return status if status is not None else 0
+
+    def _note_write_error(self, writer: RecordingWriter) -> None:
+        """Say once that writing failed (the writer goes on counting, CMD goes on)."""
+        if writer.failed is not None and not self._told_write_error:
+            self._told_write_error = True
+            self._say(f"error: cannot write {writer.path}: "
+                      f"{writer.failed.strerror or writer.failed}; recording stops here, "
+                      "CMD goes on (what is not written is counted)")
 
     def _snapshot_fds(self, writer: RecordingWriter) -> None:
         """Descriptors of every process of the tree still alive (the hang case)."""
