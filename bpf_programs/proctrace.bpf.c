@@ -84,16 +84,13 @@ BPF_TABLE("lru_hash", __u32, struct fork_files, fork_fds, 16384); /* tgid -> for
 BPF_ARRAY(stats, __u64, PT_STAT_COUNT); /* enum pt_stat -> count */
 #if WITH_ENV
 #define ENV_AREA_MAX 32768 /* bytes of the environment searched (a power of two) */
-/* variables searched: as many as the verifier takes on 6.1 to 6.18 (1M instructions;
- * with the fds loop in the same program, half) */
-#if WITH_FDS
-#define ENV_ENTRIES 64
-#else
-#define ENV_ENTRIES 128
-#endif
+#define ENV_ENTRIES 256    /* variables searched (a power of two) */
+#define ENV_CANDIDATES 16  /* entries whose hash slot is used, at most (a power of two; each costs
+                              the verifier a pass over the name lookup: start-up time) */
 #define RECORD_MAX 65504   /* bytes of one perf record's data (its size is 16 bits) */
 struct env_scratch {
-    __u64 start, alen, n, base, cap, out, cut; /* read_env()'s loop state (see there) */
+    __u64 start, alen, n, base, cap, out, cut, nc; /* read_env()'s loop state (see there) */
+    __u64 cand[ENV_CANDIDATES];                        /* candidates: their index in envp[] */
     struct pt_env_key key;                            /* a candidate's "NAME=" */
     __u64 envp[ENV_ENTRIES];                          /* the new image's envp[] */
     char area[ENV_AREA_MAX + 8 * PT_ENV_WORDS];       /* its strings (+ room for word loads) */
@@ -434,8 +431,9 @@ static __always_inline void emit_fds(void *ctx, struct scratch *s, void *task)
  * "NAME=value" NUL-terminated (u.exec.env_len bytes); returns the offset after them.  The strings and the
  * envp[] array (on the new stack: argc, argv[], NULL, envp[]) are read in one copy
  * each; an entry is looked at only through its first 8 * PT_ENV_WORDS bytes (a
- * hash of a few, then its name looked up), and only a match is copied, from the
- * process's memory, into the record. */
+ * hash of a few; for the few whose hash slot is used, its name looked up, in a
+ * second loop), and only a match is copied, from the process's memory, into the
+ * record. */
 static __always_inline __u64 read_env(struct scratch *s, __u64 off, void *mm, void *bprm,
                                       __u32 cpu)
 {
@@ -486,6 +484,9 @@ static __always_inline __u64 read_env(struct scratch *s, __u64 off, void *mm, vo
         es->cap = RECORD_MAX - sizeof(struct pt_event) - off;
     es->out = 0;
     es->cut = 0;
+    es->nc = 0;
+    /* 1. every entry: a hash of its first bytes; the few whose slot is used are
+     *    candidates (cheap for the verifier: one short path per entry) */
 #pragma clang loop unroll(disable)
     for (__u32 i = 0; i < ENV_ENTRIES; i++) {
         asm volatile("" ::: "memory"); /* read the loop state from `es` each time */
@@ -498,11 +499,10 @@ static __always_inline __u64 read_env(struct scratch *s, __u64 off, void *mm, vo
         }
         o &= ENV_AREA_MAX - 1;
         /* conf's values are the same for every entry: keep the compiler from hoisting
-         * them all out of the loop (they would not fit the 512-byte stack) */
+         * them out of the loop */
         struct pt_env_conf *cf = conf;
         asm volatile("" : "+r"(cf));
-        /* unaligned loads (fine for map values on x86 and arm64); volatile: loaded
-         * where used, not kept live across the compares */
+        /* unaligned loads (fine for map values on x86 and arm64) */
         volatile __u64 *x = (volatile __u64 *)(es->area + o);
         __u64 h = 0;
 #pragma unroll
@@ -510,10 +510,26 @@ static __always_inline __u64 read_env(struct scratch *s, __u64 off, void *mm, vo
             h += (x[w] & cf->hmask[w]) * cf->mult[w];
         if (!cf->used[(h >> (64 - PT_ENV_SLOT_BITS)) & (PT_ENV_SLOTS - 1)])
             continue;
-        /* A candidate (rare): its name, up to and with the first '=' in its first
-         * 8 * PT_ENV_WORDS bytes, is looked up in `env_names`.  Without branches
-         * (each would double the verifier's paths): find that '=' (a zero byte of
-         * x ^ "===="), then mask each word to the bytes before and at it. */
+        __u64 k = es->nc;
+        if (k >= ENV_CANDIDATES) {
+            es->cut = 1;
+            break;
+        }
+        es->cand[k & (ENV_CANDIDATES - 1)] = i;
+        es->nc = k + 1;
+    }
+    /* 2. each candidate: its name, up to and with the first '=' in its first
+     *    8 * PT_ENV_WORDS bytes, is looked up in `env_names`; a match is copied */
+#pragma clang loop unroll(disable)
+    for (__u32 c = 0; c < ENV_CANDIDATES; c++) {
+        asm volatile("" ::: "memory");
+        if (c >= es->nc)
+            break;
+        __u64 i = es->cand[c] & (ENV_ENTRIES - 1);
+        __u64 o = (es->envp[i] - es->start) & (ENV_AREA_MAX - 1);
+        volatile __u64 *x = (volatile __u64 *)(es->area + o);
+        /* Without branches (each would double the verifier's paths): find that '='
+         * (a zero byte of x ^ "===="), then mask each word to the bytes up to it. */
         __u64 pos = 8 * PT_ENV_WORDS, found = 0;
 #pragma unroll
         for (int w = 0; w < PT_ENV_WORDS; w++) {
