@@ -1,7 +1,7 @@
 """Start and stop of `record` (issue 16): what a user feels on every run.
 
     sudo .venv/bin/python bench/startup_bench.py [--runs N] [--configure-runs N]
-        [--storm-n N] [--no-configure] [--json PATH]
+        [--storm-n N] [--no-storm] [--no-configure] [--modes a,b] [--json PATH]
 
 Modes, interleaved in rotation (one warm-up first, discarded): ``bcc-cold``
 (`record --no-cache`: BCC compiles, offsets parsed from BTF, as on a kernel's
@@ -11,7 +11,9 @@ first run), ``bcc`` (warm: the cached program, no clang), ``bpftrace``, and
 
 - start-up: `record` launched -> the first instruction of CMD;
 - stop: CMD reaped -> `record` exited (End written, recording fsynced);
-- end to end: `record` launched -> exited.
+- end to end: `record` launched -> exited;
+- recorder CPU: user+sys of `record` and its helpers, CMD's own excluded (what
+  the wall times tend to on an idle machine: they also hold waiting for a CPU).
 
 Workloads: ``/bin/true`` (also timed as a bare ``record -o F -- /bin/true``,
 the figure of the issue), a fork+exec storm (bench/workloads/storm.sh, one
@@ -86,7 +88,8 @@ def rotation(runner: Runner, modes: list[str], workload: list[str], runs: int,
     """Per mode: spreads of start-up, stop, end to end (and bare `record -- true`)."""
     runner.run("bcc", workload, cwd)  # warm-up (fills the cache)
     got: dict[str, dict[str, list[float]]] = {
-        m: {"startup": [], "stop": [], "end_to_end": [], "bare_true": []} for m in modes}
+        m: {"startup": [], "stop": [], "end_to_end": [], "bare_true": [], "record_cpu": []}
+        for m in modes}
     failed: dict[str, list[str]] = {m: [] for m in modes}
     for i in range(runs):
         for m in modes:
@@ -96,6 +99,7 @@ def rotation(runner: Runner, modes: list[str], workload: list[str], runs: int,
             else:
                 g = got[m]
                 g["end_to_end"].append(r.outer_s)
+                g["record_cpu"].append(r.outer_cpu_s - (r.inner_cpu_s or 0.0))
                 if r.startup_s is not None:
                     g["startup"].append(r.startup_s)
                 if r.shutdown_s is not None:
@@ -122,13 +126,14 @@ def rotation(runner: Runner, modes: list[str], workload: list[str], runs: int,
 def show(title: str, res: dict[str, dict[str, Any]], bare: bool = False) -> None:
     print(f"\n{title}  (median (min-max))")
     cols = ["start-up", "stop", "end to end", *(["bare record -- true"] if bare else []),
-            "end-to-end ratio"]
+            "end-to-end ratio", "recorder CPU"]
     print("  " + f"{'mode':<9}" + "".join(f"{c:>26}" for c in cols))
     for m, row in res.items():
         cells = [fmt(row["startup"]), fmt(row["stop"]), fmt(row["end_to_end"])]
         if bare:
             cells.append(fmt(row["bare_true"]))
         cells.append(fmt(row.get("ratio"), "x") if m != "untraced" else "1")
+        cells.append(fmt(row["record_cpu"]) if m != "untraced" else "-")
         print("  " + f"{m:<9}" + "".join(f"{c:>26}" for c in cells))
         if row["failed"]:
             print(f"  {'':<9} {len(row['failed'])} failed: {row['failed'][0][:200]}")
@@ -141,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="rotations of ./configure (default: --runs)")
     ap.add_argument("--storm-n", type=int, default=2000, help="/bin/true in the storm")
     ap.add_argument("--no-configure", action="store_true", help="skip ./configure")
+    ap.add_argument("--no-storm", action="store_true", help="skip the storm")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help=f"comma-separated subset of {','.join(MODES)}")
     ap.add_argument("--package", default="hello", help="Debian source package to configure")
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = ap.parse_args(argv)
@@ -149,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     tools = rb.build_helpers()
     with tempfile.TemporaryDirectory(prefix="startup-bench-") as d:
         runner = Runner(tools, Path(d), timeout=900.0)
-        modes = [m for m in MODES if m != "bpftrace" or shutil.which("bpftrace")]
+        modes = [m for m in args.modes.split(",")
+                 if m in MODES and (m != "bpftrace" or shutil.which("bpftrace"))]
         started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         results: dict[str, Any] = {
             "date": started, "kernel": platform.release(), "cpus": os.cpu_count(),
@@ -158,9 +167,10 @@ def main(argv: list[str] | None = None) -> int:
               f"load {results['loadavg_before']}")
         results["true"] = rotation(runner, modes, [rb.TRUE], args.runs, bare=True)
         show("record -- /bin/true", results["true"], bare=True)
-        storm = ["/bin/sh", str(rb.WORKLOADS / "storm.sh"), str(args.storm_n), "1"]
-        results["storm"] = rotation(runner, modes, storm, args.runs)
-        show(f"fork+exec storm: 1 loop x {args.storm_n} /bin/true", results["storm"])
+        if not args.no_storm:
+            storm = ["/bin/sh", str(rb.WORKLOADS / "storm.sh"), str(args.storm_n), "1"]
+            results["storm"] = rotation(runner, modes, storm, args.runs)
+            show(f"fork+exec storm: 1 loop x {args.storm_n} /bin/true", results["storm"])
         if not args.no_configure:
             tree = rb.configure_tree(args.package)
             results["configure"] = rotation(runner, modes, ["./configure"],

@@ -17,7 +17,7 @@ VM_TEST_TIMEOUT ?= 7200
 # host: 2 s), so CI keeps the BCC tests that read the kernel's structures (ids,
 # exit status, pgid, sid, argv, the --fds descriptor table) and the test that
 # records the same tree with both backends.  `make vm-test` runs the whole suite.
-VM_CI_TESTS ?= ((ids_match or exit_status_and_tree or setpgid or setsid or argv_is_exact or fds_pair) and bcc) or cross_backend
+VM_CI_TESTS ?= ((ids_match or exit_status_and_tree or setpgid or setsid or argv_is_exact or fds_pair) and bcc) or cross_backend or warm_start_records_what_a_cold
 VM_ARGS ?=
 
 .PHONY: vm-provision vm-cache vm-test vm-test-ci vagrant-test vagrant-check

@@ -9,7 +9,9 @@ backend, and prints one JSON object of phase durations in seconds:
 
 - ``python``: interpreter start-up up to this script's first line;
 - ``import_cli``: ``import proctrace_bcc.cli`` (typer, what ``python -m`` pays);
-- ``import_record``: ``import proctrace_bcc.record`` and the BCC backend module;
+- ``cli_parse``: typer parsing a ``record`` command line (``--print-bpf``, which
+  returns once parsed: that imports record.py and the backend modules too);
+- ``import_record``: what is left of importing record.py and the BCC backend;
 - ``btf``: kernel_offsets (the cached offsets; with --no-cache: parse
   /sys/kernel/btf/vmlinux and resolve them);
 - ``cache``: the program's cache key and entry (read, digest checked, decoded);
@@ -35,6 +37,7 @@ import time
 
 T_FIRST = time.monotonic_ns()
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -85,9 +88,15 @@ def main() -> int:
     import proctrace_bcc.cli
 
     phases["import_cli"] = time.perf_counter() - t
+    # typer parsing a `record` command line (--print-bpf: it returns after parsing)
+    t = time.perf_counter()
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+        proctrace_bcc.cli.app(["record", "--print-bpf", "-o", os.devnull, "--", "true"],
+                              standalone_mode=False)
+    phases["cli_parse"] = time.perf_counter() - t
     t = time.perf_counter()
     import proctrace_bcc.backends.bcc as bccmod
-    import proctrace_bcc.record  # noqa: F401
+    import proctrace_bcc.record
     from proctrace_bcc.backends.bcc import backend as bccbackend
     from proctrace_bcc.backends.bcc import cache as bcccache
     from proctrace_bcc.backends.bcc import program as bccprog

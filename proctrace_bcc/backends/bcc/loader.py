@@ -160,10 +160,13 @@ class Loaded:
             self._lib.perf_reader_free(reader)
         self._readers.clear()
         fds = self._attach_fds + list(self.prog_fds.values()) + self.map_fds
+        closed = False
         if self._attach_fds:
-            with hand_off(self._attach_fds):
+            # OSError: no helper process (fork failed): we wait for the detach ourselves
+            with contextlib.suppress(OSError), hand_off(self._attach_fds):
                 _close(fds)
-        else:
+                closed = True
+        if not closed:
             _close(fds)
         self._attach_fds.clear()
         self.prog_fds.clear()
@@ -225,7 +228,8 @@ def hand_off(fds: list[int]) -> Iterator[None]:
         finally:
             os._exit(0)
     os.close(r)
-    os.waitpid(pid, 0)
+    with contextlib.suppress(ChildProcessError):  # SIGCHLD ignored: reaped already
+        os.waitpid(pid, 0)
     try:
         yield
     finally:
