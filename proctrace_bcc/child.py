@@ -13,9 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+from proctrace_bcc.cgroup import Tree
 from proctrace_bcc.errors import RecorderError
 from proctrace_bcc.safe_open import Creds
 
@@ -75,11 +76,13 @@ class Child:
     gets it, not its descendants, and the kernel clears it when CMD execs a set-uid or
     set-gid program or one with file capabilities (README, "Reliability")."""
 
-    def __init__(self, command: list[str], inv: Invoker, stdout: int | None = None) -> None:
+    def __init__(self, command: list[str], inv: Invoker, stdout: int | None = None,
+                 join: Callable[[], None] | None = None) -> None:
+        """`join`: a step CMD takes first, before it execs (cgroup.Cgroup.join_preexec)."""
         try:
             self.proc = subprocess.Popen(
                 command, user=inv.uid, group=inv.gid, extra_groups=inv.groups, env=inv.env,
-                close_fds=False, stdout=stdout, preexec_fn=_DeathSignal(),
+                close_fds=False, stdout=stdout, preexec_fn=_DeathSignal(join),
             )
         except FileNotFoundError:
             raise RecorderError(f"command not found: {command[0]}") from None
@@ -97,11 +100,15 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signum)
 
-    def end(self) -> None:
-        """SIGTERM CMD if it still runs; SIGKILL after TERMINATE_S."""
+    def end(self, tree: Tree) -> None:
+        """SIGTERM CMD if it still runs, sent while its tree is frozen (it handles the
+        signal before it runs anything else: no next step of a script); SIGKILL after
+        TERMINATE_S."""
         if not self.running():
             return
+        tree.freeze()
         self.proc.terminate()
+        tree.thaw()
         try:
             self.proc.wait(TERMINATE_S)
         except subprocess.TimeoutExpired:
@@ -114,17 +121,21 @@ class Child:
 
 
 class _DeathSignal:
-    """preexec_fn of CMD: SIGTERM when the recorder dies (prctl PR_SET_PDEATHSIG), and
-    at once if it already has (the signal is only sent for a death after the call).
-    libc is loaded here, in the recorder: the child only makes two calls."""
+    """preexec_fn of CMD: `first` (joining its cgroup), then SIGTERM when the recorder
+    dies (prctl PR_SET_PDEATHSIG), and at once if it already has (the signal is only
+    sent for a death after the call).  libc is loaded here, in the recorder: the child
+    only makes two calls."""
 
     PR_SET_PDEATHSIG = 1
 
-    def __init__(self) -> None:
+    def __init__(self, first: Callable[[], None] | None = None) -> None:
         self._prctl = ctypes.CDLL(None, use_errno=True).prctl
         self._parent = os.getpid()
+        self._first = first
 
     def __call__(self) -> None:
+        if self._first is not None:
+            self._first()
         self._prctl(self.PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != self._parent:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -145,15 +156,24 @@ def _terminal_sent(signum: int) -> bool:
         return False
 
 
-def end_processes(pids: list[int]) -> None:
-    """SIGTERM `pids`, then SIGKILL those still there after LEFTOVER_S."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + LEFTOVER_S
-        while pids and time.monotonic() < deadline:
-            pids = [p for p in pids if Path(f"/proc/{p}").exists()]
-            time.sleep(0.02)
-        if not pids:
-            return
+def end_tree(tree: Tree) -> set[int]:
+    """End every process of the tree at once (--kill-leftovers): SIGTERM to each while
+    the tree is frozen (none runs on before it has the signal: a script's next step
+    does not start when its current one dies), then, after LEFTOVER_S, SIGKILL to
+    whatever is left (frozen again, cgroup.kill).  The pids signalled."""
+    tree.freeze()
+    pids = set(tree.members())
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    tree.thaw()
+    deadline = time.monotonic() + LEFTOVER_S
+    while tree.members() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    left = tree.members()
+    if left:
+        tree.freeze()
+        pids.update(left)
+        tree.kill()
+        tree.thaw()
+    return pids

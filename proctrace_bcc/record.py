@@ -24,13 +24,24 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from proctrace_bcc import __version__, lineage, safe_open, tracefs
+from proctrace_bcc import __version__, envvars, lineage, safe_open, snapshot, tracefs
 from proctrace_bcc.backends.base import Backend, BackendConfig
 from proctrace_bcc.backends.select import check_name, make_backend, start_backend
-from proctrace_bcc.child import Child, Invoker, end_processes
+from proctrace_bcc.cgroup import Cgroup, Signals, Tree
+from proctrace_bcc.child import Child, Invoker, end_tree
 from proctrace_bcc.errors import RecorderError, UsageError
-from proctrace_bcc.events import End, Event, Exit, FdSnapshot, Fork, Header, Lost, StopReason
-from proctrace_bcc.procfs import snapshot_fds
+from proctrace_bcc.events import (
+    End,
+    Event,
+    Exit,
+    FdSnapshot,
+    Fork,
+    Header,
+    Lost,
+    SnapshotTrigger,
+    StopReason,
+)
+from proctrace_bcc.procfs import running, snapshot_fds
 from proctrace_bcc.reorder import Reorder, watermark
 from proctrace_bcc.safe_open import Opened
 from proctrace_bcc.status import StatusLine
@@ -43,6 +54,7 @@ POLL_MS = 100
 POLL_BUSY_MS = 20
 SYNC_NS = 1_000_000_000  # fsync the recording at most once a second while recording
 TIMEOUT_EXIT = 124  # like timeout(1): CMD was still running when --timeout fired
+EXITS_S = 2.0  # after ending processes, wait at most this long for their Exit events
 # Exits and forks not (yet) placed in the tree, kept for a fork that comes late.
 UNPLACED_MAX = 65536
 UNPLACED_NS = 30_000_000_000
@@ -65,6 +77,8 @@ class RecordOptions:
     print_bpf: bool = False
     kill_leftovers: bool = False
     cache: bool = True  # BCC: load the compiled program from the cache (--no-cache: compile)
+    # record --env options as given (envvars.choose: the runners' defaults, plus names, or none)
+    env: list[str] | None = None
     # For tests and embedding: where status/warnings go.
     stderr: TextIO | None = field(default=None, repr=False)
 
@@ -74,11 +88,16 @@ class RecordOptions:
 
 
 class _Stop:
-    """A stop asked for by signals (SIGINT, SIGTERM): why, and how many came."""
+    """A stop asked for by signals (SIGINT, SIGTERM, SIGHUP): why, and how many came.
+
+    While the loop runs, a signal only asks (`pending`): the loop takes the hang
+    snapshot first, then passes it on to CMD (SIGUSR1: the snapshot only)."""
 
     def __init__(self) -> None:
         self.reason: StopReason | None = None
         self.signals = 0
+        self.deferred = False  # the loop answers signals (else: passed on at once)
+        self.pending: list[int] = []
 
     def signalled(self, signum: int) -> None:
         self.signals += 1
@@ -102,6 +121,7 @@ class Recorder:
         self.t0 = 0
         self.tracer = os.getpid()
         self.child: Child | None = None  # CMD, once started
+        self.tree: Tree = Signals(lambda: self.alive)  # how CMD's tree is ended (_start_cmd)
         self._told_write_error = False
         self._liveness_at = 0.0
         self.status_line = StatusLine(
@@ -110,9 +130,43 @@ class Recorder:
     # -- signals ---------------------------------------------------------------
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.stop.signalled(signum)
-        if self.child is not None:
-            self.child.forward(signum)
+        if signum != signal.SIGUSR1:
+            self.stop.signalled(signum)
+        if self.stop.deferred:
+            self.stop.pending.append(signum)
+        else:
+            self._forward([signum])
+
+    def _answer_signals(self, reorder: Reorder) -> None:
+        """Signals that came since the last cycle: one hang snapshot, then each is
+        passed on to CMD (SIGUSR1: only the snapshot)."""
+        pending, self.stop.pending = self.stop.pending, []
+        triggers: dict[int, SnapshotTrigger] = {signal.SIGUSR1: SnapshotTrigger.REQUEST,
+                                                 signal.SIGINT: SnapshotTrigger.INTERRUPT}
+        trigger = triggers.get(pending[0], SnapshotTrigger.TERMINATE)
+        self._hang_snapshot(reorder, trigger)
+        self._forward(pending)
+
+    def _undefer(self) -> None:
+        """Signals are passed on as they come again (those asked for meanwhile: now)."""
+        self.stop.deferred = False
+        pending, self.stop.pending = self.stop.pending, []
+        self._forward(pending)
+
+    def _forward(self, signums: list[int]) -> None:
+        for signum in signums:
+            if self.child is not None and signum != signal.SIGUSR1:
+                self.child.forward(signum)
+
+    def _hang_snapshot(self, reorder: Reorder, trigger: SnapshotTrigger) -> None:
+        """ProcState events of every live process of the tree (snapshot.py), in order:
+        the tree's cgroup says who is in it now (`alive` lags by the reorder window)."""
+        pids = self.alive | set(self.tree.members())
+        snap = snapshot.take(pids, self.root_pid, trigger, self.t0, self.opts.fds)
+        reorder.add(list(snap.states))
+        if snap.skipped and not self.opts.quiet:
+            self._say(f"hang snapshot: {snap.skipped} of {len(pids)} processes left out "
+                      f"(at most {snapshot.SNAPSHOT_MAX}, {snapshot.SNAPSHOT_S:g} s)")
 
     # -- events --------------------------------------------------------------
 
@@ -190,7 +244,7 @@ class Recorder:
         config = BackendConfig(
             tracer_pid=None if (o.raw or not o.command) else self.tracer,
             fds=o.fds, argv_max=o.argv_max, buffer_pages=o.buffer_pages,
-            bpftrace_path=o.bpftrace_path, cache=o.cache,
+            bpftrace_path=o.bpftrace_path, env=envvars.choose(o.env), cache=o.cache,
         )
         if o.print_bpf:
             sys.stdout.write(make_backend(o.backend, config).program_text())
@@ -201,7 +255,8 @@ class Recorder:
         inv = Invoker.from_env(o.as_root)
         writer, opened, cmd_stdout = self._open_output(inv)
         backend: Backend | None = None
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old = {s: signal.signal(s, self._on_signal)
+               for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1)}
         old[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _wake)
         try:
             started = time.monotonic()
@@ -215,14 +270,16 @@ class Recorder:
                 start_time=_dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
                 options={"timeout": o.timeout, "grace": o.grace, "fds": o.fds,
                          "buffer_pages": o.buffer_pages,
-                         "startup_s": round(time.monotonic() - started, 4)},
+                         "startup_s": round(time.monotonic() - started, 4),
+                         **({"env": list(config.env)} if config.env else {})},
             )
             if self.stop.reason is not None:  # interrupted while the probes loaded
                 writer.write_header(header)
                 writer.write(End(0, self.stop.reason, [], None, 0))
                 return 128 + signal.SIGINT if self.stop.reason == StopReason.INTERRUPTED else 143
+            self.stop.deferred = True  # from CMD's start, the loop answers signals
             if o.command:
-                self.child = Child(o.command, inv, cmd_stdout)
+                self.child = self._start_cmd(inv, cmd_stdout)
                 self.root_pid = header.root_pid = self.child.pid
             # From here on nothing may abandon CMD: a write failure is not an error
             # (writer.py), and any other one waits for CMD (_wait_for_cmd).
@@ -235,6 +292,7 @@ class Recorder:
                 if opened is not None:
                     opened.remove()
             elif self.child is not None and self.child.running():
+                self._undefer()
                 if backend is not None:
                     backend.close()
                 self._wait_for_cmd(exc)
@@ -244,6 +302,7 @@ class Recorder:
                 signal.signal(s, h)
             if backend is not None:
                 backend.close()
+            self.tree.close()
             writer.close()
             if opened is not None:
                 opened.close_dir()
@@ -282,6 +341,24 @@ class Recorder:
             raise RecorderError(f"cannot write {path}: {exc.strerror or exc}") from None
         return RecordingWriter(opened.fd, path), opened, None
 
+    def _start_cmd(self, inv: Invoker, stdout: int | None) -> Child:
+        """CMD, in a cgroup of its own when possible (cgroup.py: how its tree is ended)."""
+        cg, why = Cgroup.create()
+        try:
+            child = Child(self.opts.command, inv, stdout, cg.join_preexec() if cg else None)
+        except BaseException:
+            if cg is not None:
+                cg.close()
+            raise
+        if cg is not None and not cg.holds(child.pid):
+            cg.close()
+            cg, why = None, "CMD could not join it (kernel older than 5.16?)"
+        if cg is None and not self.opts.quiet:
+            self._say(f"no cgroup for CMD ({why}): its tree is stopped by signals to each "
+                      "process")
+        self.tree = cg if cg is not None else Signals(lambda: self.alive)
+        return child
+
     def _wait_for_cmd(self, exc: BaseException) -> None:
         """The policy for a failure after CMD started (README, "Reliability"): tracing
         stops, CMD is not abandoned: we wait for it (signals still passed on)."""
@@ -309,6 +386,8 @@ class Recorder:
             got = backend.poll(0 if reaped_now else POLL_BUSY_MS if busy else POLL_MS)
             busy = bool(got)
             reorder.add(self._rebase(got))
+            if self.stop.pending:
+                self._answer_signals(reorder)
             if prev_cycle is not None:
                 mark = watermark(prev_cycle, backend.synced_until())
                 ready = self._track(reorder.pop_until(mark - self.t0))
@@ -333,26 +412,29 @@ class Recorder:
                     reason = self.stop.reason
             if reason is not None:
                 break
+        self._undefer()
+        if reason == StopReason.TIMEOUT:
+            self._hang_snapshot(reorder, SnapshotTrigger.TIMEOUT)
         # Everything emitted before now is in the buffers: take it all (a tree that
         # exited has nothing in flight; otherwise give other CPUs' writes a moment).
         if reason != StopReason.EXITED:
             time.sleep(0.01)
-        reorder.add(self._rebase(backend.drain()))
-        rest = self._track(reorder.pop_until(None))
-        writer.write_many(rest)
-        self.events += len(rest)
+        self._write_rest(backend, reorder, writer)
         if reason == StopReason.EXITED and backend.tracked() == 0:
             self.alive.clear()  # the kernel says none is left: those exits were lost
         if self.opts.fds:
             self._snapshot_fds(writer)
-        status = self._finish_cmd(reason)
+        running = sorted(self.alive)  # when recording stopped, before anything is ended
+        status, ended = self._finish_cmd(reason)
+        if ended:
+            self._wait_for_exits(backend, reorder, writer, ended)
         end_ts = max(0, time.monotonic_ns() - self.t0)
         writer.flush()
         self._note_write_error(writer)
         # After a write failure End says so, counting what was not written as lost.
         failed = writer.failed is not None
         kept = writer.write_last(End(end_ts, StopReason.WRITE_ERROR if failed else reason,
-                                     sorted(self.alive), status,
+                                     running, status,
                                      self.lost + writer.unwritten))
         if writer.failed is not None:
             self._note_write_error(writer)
@@ -370,6 +452,24 @@ class Recorder:
             self._say(f"error: cannot write {writer.path}: "
                       f"{writer.failed.strerror or writer.failed}; recording stops here, "
                       "CMD goes on (what is not written is counted)")
+
+    def _write_rest(self, backend: Backend, reorder: Reorder, writer: RecordingWriter) -> None:
+        """Everything the backend has, and the reorder window, written in order."""
+        reorder.add(self._rebase(backend.drain()))
+        rest = self._track(reorder.pop_until(None))
+        writer.write_many(rest)
+        self.events += len(rest)
+
+    def _wait_for_exits(self, backend: Backend, reorder: Reorder, writer: RecordingWriter,
+                        ended: set[int]) -> None:
+        """The Exit events of the processes we ended: once none of them runs (EXITS_S at
+        most), each one's exit has been submitted; take them all."""
+        deadline = time.monotonic() + EXITS_S
+        waiting = ended & self.alive
+        while waiting and time.monotonic() < deadline:
+            reorder.add(self._rebase(backend.poll(10)))
+            waiting = {p for p in waiting if running(p)}
+        self._write_rest(backend, reorder, writer)
 
     def _snapshot_fds(self, writer: RecordingWriter) -> None:
         """Descriptors of every process of the tree still alive (the hang case)."""
@@ -409,26 +509,27 @@ class Recorder:
             return StopReason.GRACE
         return None
 
-    def _kill_leftovers(self) -> None:
-        """--kill-leftovers: end what still runs of the tree (recorded as running first)."""
-        end_processes([p for p in self.alive if p != self.root_pid])
-
-    def _finish_cmd(self, reason: StopReason) -> int | None:
+    def _finish_cmd(self, reason: StopReason) -> tuple[int | None, set[int]]:
+        """End what this stop ends (README): with --kill-leftovers the whole tree at once
+        (child.end_tree), else CMD itself on --timeout and signals (child.end, its tree
+        frozen meanwhile).  CMD's status, and the pids signalled."""
         child = self.child
         if child is None:
-            return None
+            return None, set()
         # Whether CMD still ran when recording stopped, before --kill-leftovers: ending
-        # its children can make CMD exit on its own (bats dies of the SIGTERM it
-        # forwards), and `record` must still say 124 for a timeout.
+        # its tree makes CMD exit, and `record` must still say 124 for a timeout.
         cmd_running = child.running()
+        ended: set[int] = set()
         if self.opts.kill_leftovers and reason != StopReason.EXITED:
-            self._kill_leftovers()
+            ended = end_tree(self.tree)
         if cmd_running and reason in (StopReason.TIMEOUT, StopReason.INTERRUPTED,
                                       StopReason.TERMINATED):
-            child.end()
+            if child.running():
+                ended.add(child.pid)
+                child.end(self.tree)
             if reason == StopReason.TIMEOUT:
-                return TIMEOUT_EXIT
-        return child.status()
+                return TIMEOUT_EXIT, ended
+        return child.status(), ended
 
 
 def _wake(signum: int, frame: FrameType | None) -> None:
