@@ -200,6 +200,10 @@ class ScriptedBackend(Backend):
 
 
 class SpyWriter:
+    failed: OSError | None = None  # RecordingWriter's failure state: never fails here
+    unwritten = 0
+    path = "spy"
+
     def __init__(self, backend: ScriptedBackend) -> None:
         self.backend = backend
         self.written: list[tuple[int, Event]] = []  # (polls done, event)
@@ -212,6 +216,10 @@ class SpyWriter:
 
     def flush(self, sync: bool = True) -> None:
         pass
+
+    def write_last(self, ev: Event) -> bool:
+        self.write(ev)
+        return True
 
 
 def run_loop(polls: list[tuple[list[Event], int | None]]) -> list[tuple[int, Event]]:
