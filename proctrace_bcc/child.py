@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from proctrace_bcc.cgroup import Tree
-from proctrace_bcc.errors import RecorderError
+from proctrace_bcc.errors import ProctraceError, RecorderError
 from proctrace_bcc.safe_open import Creds
 
 TERMINATE_S = 5.0  # how long CMD has to exit after SIGTERM before SIGKILL
@@ -66,6 +66,53 @@ def _sudo_id(name: str, value: str) -> int:
     return int(value)
 
 
+class CommandError(ProctraceError):
+    """CMD cannot be run: not found (exit 127) or not executable (126), as a shell says."""
+
+    def __init__(self, name: str, reason: str, exit_code: int) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.exit_code = exit_code
+
+
+def _may_exec(path: str, inv: Invoker) -> bool:
+    """Whether the user CMD runs as may execute the regular file `path`."""
+    if inv.uid is None:
+        return os.access(path, os.X_OK)
+    st = os.stat(path)
+    if inv.uid == 0:
+        return bool(st.st_mode & 0o111)
+    if st.st_uid == inv.uid:
+        return bool(st.st_mode & 0o100)
+    if st.st_gid == inv.gid or st.st_gid in (inv.groups or []):
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
+
+
+def resolve(name: str, inv: Invoker) -> str:
+    """The file CMD's name runs, looked up as the shell does (PATH of CMD's environment,
+    rights of the user CMD runs as); CommandError with the shell's wording otherwise."""
+    if "/" in name:
+        if os.path.isdir(name):
+            raise CommandError(name, "Is a directory", 126)
+        if not os.path.exists(name):
+            raise CommandError(name, "No such file or directory", 127)
+        if not _may_exec(name, inv):
+            raise CommandError(name, "Permission denied", 126)
+        return name
+    denied = None
+    env = inv.env if inv.env is not None else os.environ
+    for d in env.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(d or ".", name)
+        with contextlib.suppress(OSError):
+            if os.path.isfile(path):
+                if _may_exec(path, inv):
+                    return path
+                denied = denied or path
+    if denied is not None:
+        raise CommandError(denied, "Permission denied", 126)
+    raise CommandError(name, "command not found", 127)
+
+
 class Child:
     """CMD, started as `inv` says; it inherits what it would have inherited from us
     (`stdout`: a descriptor to give it as its stdout instead, when the recording goes
@@ -84,10 +131,10 @@ class Child:
                 command, user=inv.uid, group=inv.gid, extra_groups=inv.groups, env=inv.env,
                 close_fds=False, stdout=stdout, preexec_fn=_DeathSignal(join),
             )
-        except FileNotFoundError:
-            raise RecorderError(f"command not found: {command[0]}") from None
+        except FileNotFoundError:  # gone since resolve() found it
+            raise CommandError(command[0], "command not found", 127) from None
         except PermissionError:
-            raise RecorderError(f"permission denied: {command[0]}") from None
+            raise CommandError(command[0], "Permission denied", 126) from None
         self.pid = self.proc.pid
 
     def running(self) -> bool:

@@ -78,11 +78,7 @@ def checks() -> list[Check]:
     root = os.geteuid() == 0
     out.append(Check("root (CAP_BPF, CAP_PERFMON)", root,
                      "yes" if root else "recording needs root: run `sudo proctrace-bcc record`"))
-    mounted = tracefs.find()
-    out.append(Check("tracefs", mounted is not None or root,
-                     mounted or (f"not mounted; `record` mounts it at {tracefs.MOUNT_POINT}"
-                                 if root else "not mounted (mount -t tracefs nodev "
-                                 f"{tracefs.MOUNT_POINT})")))
+    out.append(_tracefs(root))
     btf = Path("/sys/kernel/btf/vmlinux")
     if btf.exists():
         try:
@@ -118,6 +114,9 @@ def choose(cs: list[Check]) -> tuple[str | None, str]:
                    if not ok[n]]
         return "bpftrace", f"BCC cannot run ({', '.join(missing)}); bpftrace can"
     return None, "no backend can record here: fix the failed checks above"
+    if not ok["root (CAP_BPF, CAP_PERFMON)"]:
+        return None, ("not as this user: recording needs root, and some checks only root "
+                      "can make; run `sudo proctrace-bcc doctor` for the failed checks above")
 
 
 def run_doctor() -> int:

@@ -28,7 +28,7 @@ from proctrace_bcc import __version__, envvars, lineage, safe_open, snapshot, tr
 from proctrace_bcc.backends.base import Backend, BackendConfig
 from proctrace_bcc.backends.select import check_name, make_backend, start_backend
 from proctrace_bcc.cgroup import Cgroup, Signals, Tree
-from proctrace_bcc.child import Child, Invoker, end_tree
+from proctrace_bcc.child import Child, Invoker, end_tree, resolve
 from proctrace_bcc.errors import RecorderError, UsageError
 from proctrace_bcc.events import (
     End,
@@ -231,8 +231,14 @@ class Recorder:
         self._nforks = lineage.prune(self._exits, self._forks, self._nforks,
                                      newest - UNPLACED_NS, UNPLACED_MAX)
 
-    def _status(self, force: bool = False) -> None:
-        self.status_line.show(self.seen, len(self.alive), self.events, self.lost, force)
+    def _status(self, root_reaped_at: float | None) -> None:
+        """The status line (status.py says when it is drawn)."""
+        if self.child is None:
+            self.status_line.counts(self.seen, len(self.alive), self.events, self.lost)
+        elif root_reaped_at is not None:
+            self.status_line.waiting(
+                Path(self.opts.command[0]).name, self.child.status(),
+                root_reaped_at - self.t0 / 1e9, sorted(self.alive - {self.root_pid}))
 
     # -- main ----------------------------------------------------------------
 
@@ -249,10 +255,12 @@ class Recorder:
         if o.print_bpf:
             sys.stdout.write(make_backend(o.backend, config).program_text())
             return 0
+        inv = Invoker.from_env(o.as_root)
+        if o.command:
+            resolve(o.command[0], inv)  # before loading anything: 127/126 as a shell says
         if os.geteuid() != 0:
             raise RecorderError("recording needs root (CAP_BPF and CAP_PERFMON): run it with sudo")
         tracefs.ensure_mounted()
-        inv = Invoker.from_env(o.as_root)
         writer, opened, cmd_stdout = self._open_output(inv)
         backend: Backend | None = None
         old = {s: signal.signal(s, self._on_signal)
@@ -400,7 +408,7 @@ class Recorder:
                 if sync:
                     last_sync = cycle
             prev_cycle = cycle
-            self._status()
+            self._status(root_reaped_at)
             now = time.monotonic()
             reason = self._should_stop(backend, now - start, root_reaped_at, now)
             if reason == StopReason.EXITED and self.stop.reason is not None:
@@ -442,7 +450,6 @@ class Recorder:
                       f"{writer.unwritten} events not written; "
                       + ("it ends with End (reason write_error)" if kept
                          else "its End could not be written either"))
-        self._status(force=True)
         return status if status is not None else 0
 
     def _note_write_error(self, writer: RecordingWriter) -> None:
