@@ -55,6 +55,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from proctrace_bcc.attribution import Test, attribute
 from proctrace_bcc.events import FdInfo
 from proctrace_bcc.render import fmt_duration
 from proctrace_bcc.tree import Process, ProcessTree
@@ -251,6 +252,7 @@ class Leak:
     let_go: int = 0  # when it stopped holding it (exit, close, or the recording's end)
     reader_outside: bool = False  # the read end is outside the recording (its caller)
     stopped_at: int | None = None  # the recording has no End: its last event's time
+    test: Test | None = None  # the test its process is attributed to (attribution)
 
     @property
     def process(self) -> Process:
@@ -577,8 +579,12 @@ def _leaks(chans: Sequence[Channel], tree: ProcessTree) -> list[Leak]:
 def analyze_fds(tree: ProcessTree) -> FdReport:
     """Channels (pipes and sockets) and leaked descriptors of a recording."""
     chans, observed, any_data = channels(tree)
-    return FdReport(chans, _leaks(chans, tree), any_data, observed, tree.end,
-                    long_after(tree))
+    leaks = _leaks(chans, tree)
+    if leaks:
+        att = attribute(tree)
+        for lk in leaks:
+            lk.test = att.test_of(lk.process)
+    return FdReport(chans, leaks, any_data, observed, tree.end, long_after(tree))
 
 
 # ---------------------------------------------------------------------------
@@ -603,7 +609,15 @@ class Ref:
         return self.process.key
 
 
-Segment = str | Ref
+@dataclass(frozen=True, slots=True)
+class TestRef:
+    """A test a sentence names; each renderer words it (render.tests.test_words) and
+    may link it (the HTML report: its row of the tests table)."""
+
+    test: Test
+
+
+Segment = str | Ref | TestRef
 Line = list[Segment]
 
 
@@ -760,7 +774,18 @@ def leak_sentences(lk: Leak, t0: int) -> list[Line]:
         items: list[Line] = [[Ref(h.process, tuple(f.fd for f in h.fds_at_end()))]
                              for h in lk.others]
         lines.append(["Also still holding the same end: ", *_and(items), "."])
+    if lk.test is not None:
+        lines.append(test_sentence(lk, lk.test))
     return [_merged(line) for line in lines]
+
+
+def test_sentence(lk: Leak, test: Test) -> Line:
+    """Which test left the culprit behind: ``test 'x' (leak.bats, test 1) started
+    sleep (pid 42, fd 3), which kept a pipe from bats open (pipe:[7])``."""
+    ch = lk.channel
+    return [TestRef(test), " started ", Ref(lk.process, tuple(lk.fds)),
+            f", which kept a {ch.kind} from ", Ref(lk.source, bare=True),
+            f" open ({ch.name})."]
 
 
 _RULES = {
@@ -799,6 +824,7 @@ __all__ = [
     "Segment",
     "Sighting",
     "Since",
+    "TestRef",
     "Until",
     "Waiter",
     "access",
@@ -812,4 +838,5 @@ __all__ = [
     "observations",
     "opener_sentence",
     "rel_time",
+    "test_sentence",
 ]

@@ -30,6 +30,7 @@ from proctrace_bcc.fds import (
     LONG_MIN_NS,
     FdReport,
     Ref,
+    TestRef,
     analyze_fds,
     common_ancestor,
     leak_sentences,
@@ -234,7 +235,8 @@ def test_findings_name_processes_by_reference(tmp_path: Path) -> None:
     """The sentences hold the processes they name (worded by each renderer), not their words."""
     _, tree = roundtrip(tmp_path, bats_events(close_fd3=False), ["bats", "t.bats"])
     (lk,) = analyze_fds(tree).leaks
-    head, running, waiting, in_turn = leak_sentences(lk, tree.start)
+    head, running, waiting, in_turn, test = leak_sentences(lk, tree.start)
+    assert isinstance(test[0], TestRef) and test[0].test.identity.name == "test_1"  # who leaked
     refs = [g for g in head if isinstance(g, Ref)]
     assert [(r.process.pid, r.fds, r.full) for r in refs] == [
         (104, (), True), (100, (), False), (102, (1,), False), (103, (1, 3), False)]
