@@ -27,7 +27,7 @@ from proctrace_bcc.fds import Leak, analyze_fds, rel_time
 from proctrace_bcc.read import Recording
 from proctrace_bcc.render import fmt_duration, oneline, shell_word
 from proctrace_bcc.render._common import subtree_title
-from proctrace_bcc.render.names import label
+from proctrace_bcc.render.names import image, label
 from proctrace_bcc.tree import Process, ProcessTree
 
 LEFT_MAX = 10  # processes left running listed per test
@@ -63,6 +63,8 @@ def _outcome(t: Test) -> str:
 
 
 def _who(p: Process) -> str:
+    if image(p) is None:  # known only as a parent (the shell that ran `record`)
+        return f"pid {p.pid}"
     return f"`{label(p)}` (pid {p.pid})"
 
 
