@@ -48,13 +48,14 @@ def _bpftrace() -> Check:
 
 def _program_cache() -> Check:
     """Whether `record` (descendants of CMD, without and with --fds) starts warm."""
+    from proctrace_bcc import envvars
     from proctrace_bcc.backends.base import BackendConfig
     from proctrace_bcc.backends.bcc import cache, program
 
     try:
         text = program.source()
         variants = {f"`record{fds}`": cache.key(text, program.cflags(BackendConfig(
-            tracer_pid=1, fds=bool(fds)))) for fds in ("", " --fds")}
+            tracer_pid=1, fds=bool(fds), env=envvars.choose(None)))) for fds in ("", " --fds")}
     except ProctraceError as exc:
         return Check("BCC program cache", False, str(exc))
     ok, detail = cache.state(variants)
