@@ -63,6 +63,7 @@ class Identity:
 class Test:
     """One run of a test and the processes attributed to it (fork order)."""
 
+    __test__ = False  # not a pytest test class
     identity: Identity
     boundary: Process | None  # its bats-exec-test process (None: named by variables)
     processes: list[Process] = field(default_factory=list)

@@ -614,6 +614,7 @@ class TestRef:
     """A test a sentence names; each renderer words it (render.tests.test_words) and
     may link it (the HTML report: its row of the tests table)."""
 
+    __test__ = False  # not a pytest test class
     test: Test
 
 
