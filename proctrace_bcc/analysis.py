@@ -29,7 +29,7 @@ from proctrace_bcc.errors import RecordingError
 from proctrace_bcc.events import EVENT_TYPES, End, Fork, Lost
 from proctrace_bcc.lineage import GLOBAL_KINDS, Subtree, first_fork_child, select_pid
 from proctrace_bcc.membership import Light, Membership
-from proctrace_bcc.read import DIRECT, Reader, Recording, Source
+from proctrace_bcc.read import DIRECT, Reader, Recording, Source, warn_unfinished
 from proctrace_bcc.read.order import Obj
 from proctrace_bcc.tree import FastBuilder, Process, ProcessTree, build_tree_with_owners
 
@@ -125,6 +125,9 @@ class Analysis:
         self.last = last
         self.events_read = n
         self._done = True
+        if n and self.end_event is None:
+            r = self.reader
+            warn_unfinished(r.warnings, r.header, r.converted, self.first or 0, last)
 
     def _first(self, o: Obj) -> None:
         ts, _, tag, body = o

@@ -2,8 +2,10 @@
 
 Strings from the kernel are byte-exact: valid UTF-8 is written as a JSON string, anything
 else as ``{"b64": ...}`` (:func:`proctrace_bcc.events.encode_str`, applied here to every
-string field).  Reading checks each field's type in one place (:data:`INT_FIELDS`,
-:func:`event_from_obj`); :func:`fast_event` is the same for well-formed bodies, faster.
+string field).  Every body read was first checked against the schema by the reader
+(:mod:`proctrace_bcc.schema`: types and ranges of every field, once); :func:`event_from_obj`
+builds the event (decoding ``{"b64": ...}`` strings), :func:`fast_event` the same for
+plain bodies, faster.
 """
 
 from __future__ import annotations
@@ -211,10 +213,10 @@ class Slow(Exception):
 
 
 def plain_exec(body: dict[str, Any]) -> bool:
-    """An Exec body a fast path may apply as it is (KeyError: a field is missing):
-    integer ids, str cmdline and filename, lists of str, no fds."""
-    return not (type(body["pid"]) is not int or type(body["ppid"]) is not int
-                or type(body["pgid"]) is not int or type(body["cmdline"]) is not str
+    """An Exec body (checked by the reader: proctrace_bcc.schema) a fast path may apply
+    as it is (KeyError: cmdline is missing): str cmdline and filename, lists of str (no
+    {"b64": ...} strings), no fds."""
+    return not (type(body["cmdline"]) is not str
                 or not is_str_list(body.get("argv"))
                 or not is_str_list(body.get("interpreter"))
                 or type(body.get("filename")) not in (str, type(None))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from proctrace_bcc.codec import event_to_obj, fast_event
 from proctrace_bcc.errors import RecordingError
 from proctrace_bcc.events import End, Event, Header
-from proctrace_bcc.read.lines import Lines
+from proctrace_bcc.read.lines import TRUNCATED, Lines
 from proctrace_bcc.read.order import (
     ALL,
     DIRECT,
@@ -33,6 +33,7 @@ from proctrace_bcc.read.order import (
     sort_all,
 )
 from proctrace_bcc.read.source import Source
+from proctrace_bcc.schema import check_event
 
 
 @dataclass(slots=True)
@@ -85,8 +86,16 @@ class Reader(Lines):
             except (ValueError, KeyError, TypeError) as exc:
                 raise self.bad(lineno, str(exc)) from None
         out: list[Obj] = []
-        for i, ev in enumerate(conv.finish()):
+        try:
+            converted = conv.finish()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self.bad(None, str(exc)) from None
+        for i, ev in enumerate(converted):
             ((tag, obj),) = event_to_obj(ev).items()
+            try:
+                check_event(tag, obj)  # what was converted holds to our schema
+            except ValueError as exc:
+                raise self.bad(None, str(exc)) from None
             out.append((ev.timestamp, i, tag, obj))
         return out
 
@@ -99,6 +108,28 @@ class Reader(Lines):
         """The original's format: read as such, or converted into ours by `ingest`."""
         h = self.header
         return self.legacy or (h is not None and bool(h.options.get("legacy")))
+
+
+def unfinished(header: Header | None, converted: bool, start: int, last: int) -> str | None:
+    """The warning for one of our recordings without its End line (the recorder was
+    killed, or its output cut): what it could not write is missing."""
+    if header is None or converted:
+        return None
+    return (f"the recorder stopped without finishing (no End line): events after "
+            f"+{max(0, last - start) / 1e9:.3f} s may be missing")
+
+
+def warn_unfinished(warnings: list[str], header: Header | None, converted: bool, start: int,
+                    last: int) -> None:
+    """Add the `unfinished` warning, if any, to a reading's warnings: on the line of a
+    truncated last line when there is one (the same cause: one line says both)."""
+    w = unfinished(header, converted, start, last)
+    if w is None:
+        return
+    if warnings and TRUNCATED in warnings[-1]:
+        warnings[-1] += f"; {w}"
+    else:
+        warnings.append(w)
 
 
 def read_recording(input: str | os.PathLike[str] | Source) -> Recording:
@@ -118,8 +149,12 @@ def read_recording(input: str | os.PathLike[str] | Source) -> Recording:
                     ap(fast_event(tag, body))
                 except (ValueError, KeyError, TypeError) as exc:
                     raise RecordingError(r.name, r.line_of(lineno), str(exc)) from None
-        return Recording(r.name, r.header, events, r.warnings, r.converted)
+        rec = Recording(r.name, r.header, events, r.warnings, r.converted)
+        if events and rec.end is None:
+            warn_unfinished(r.warnings, r.header, r.converted, events[0].timestamp,
+                            events[-1].timestamp)
+        return rec
 
 
 __all__ = ["ALL", "DIRECT", "ORDERS", "WINDOWED", "OutOfOrder", "Reader", "Recording",
-           "Source", "read_recording"]
+           "Source", "read_recording", "unfinished", "warn_unfinished"]

@@ -51,6 +51,8 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "SetSID": (*INT_FIELDS["SetSID"], "sid"),
     "SetPGID": INT_FIELDS["SetSID"],
 }
+# The kinds of the original's records (what a file without a Header may begin with).
+KINDS = frozenset(_REQUIRED)
 
 
 def _int(tag: str, body: dict[str, Any], name: str) -> int:

@@ -7,8 +7,9 @@ killed mid-write) is a warning.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -17,9 +18,65 @@ from proctrace_bcc.errors import RecordingError
 from proctrace_bcc.events import EVENT_TYPES, Header
 from proctrace_bcc.read.order import Obj
 from proctrace_bcc.read.source import Source
+from proctrace_bcc.schema import CHECKS, Unusual, check_event
 
 # Bytes of lines read and parsed at a time.
 CHUNK_BYTES = 1 << 16
+# The longest line read (docs/format.md, "Validation and limits"); a longer one is an
+# error, so that no input (/dev/zero) makes the reader hold more than this.
+MAX_LINE = 16 << 20
+
+
+NOT_A_RECORDING = ("not a proctrace recording: expected a first line {\"Header\": {...}} "
+                   "(written by proctrace-bcc record), or an event of the original proctrace "
+                   "such as {\"Fork\": {...}}")
+
+
+# The warning for a last line cut short (the recorder was killed mid-write).
+TRUNCATED = "truncated last line ignored"
+
+
+class LineTooLong(Exception):
+    """A line longer than MAX_LINE; `index` is its position among the lines before."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+def line_chunks(f: IO[bytes], limit: int = MAX_LINE) -> Iterator[list[bytes]]:
+    """The file's lines (each ending with b"\\n", except a last one cut short), in lists
+    of about CHUNK_BYTES; LineTooLong when a line exceeds `limit` bytes."""
+    pending: list[bytes] = []  # the start of a line not ended yet
+    held = 0
+    seen = 0
+    while True:
+        block = f.read(CHUNK_BYTES)
+        if not block:
+            if pending:
+                yield [b"".join(pending)]
+            return
+        cut = block.rfind(b"\n")
+        if cut < 0:
+            held += len(block)
+            if held > limit:
+                raise LineTooLong(seen)
+            pending.append(block)
+            continue
+        if pending:
+            pending.append(block[:cut + 1])
+            block = b"".join(pending) + block[cut + 1:]
+            cut = held + cut
+            pending = []
+        lines = io.BytesIO(block[:cut + 1]).readlines()  # in C, like a file's
+        if len(lines[0]) > limit:
+            raise LineTooLong(seen)
+        rest = block[cut + 1:]
+        if rest:
+            pending.append(rest)
+        held = len(rest)
+        seen += len(lines)
+        yield lines
 
 
 class Lines:
@@ -38,9 +95,25 @@ class Lines:
     def bad(self, lineno: int | None, msg: str) -> RecordingError:
         return RecordingError(self.name, lineno, msg)
 
+    def _lines(self, f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+        """(line number, line) of every line (see line_chunks)."""
+        lineno = 0
+        for chunk in self._chunks(f):
+            for line in chunk:
+                lineno += 1
+                yield lineno, line
+
+    def _chunks(self, f: IO[bytes]) -> Iterator[list[bytes]]:
+        """line_chunks, its LineTooLong as the one-line error naming the line."""
+        try:
+            yield from line_chunks(f)
+        except LineTooLong as exc:
+            raise self.bad(exc.index + 1, f"line longer than {MAX_LINE >> 20} MiB "
+                           "(not a recording, or a damaged one)") from None
+
     def _read_header(self) -> None:
         with self.source.open() as f:
-            for lineno, line in enumerate(f, 1):
+            for lineno, line in self._lines(f):
                 if not line.strip():
                     continue
                 try:
@@ -58,13 +131,24 @@ class Lines:
                     except (ValueError, TypeError) as exc:
                         raise self.bad(lineno, str(exc)) from None
                     self.header_line = lineno
-                else:
+                elif self._legacy_start(obj):
                     self.legacy = True
+                else:
+                    raise self.bad(lineno, NOT_A_RECORDING)
                 return
         raise RecordingError(self.name, None, "empty recording (no events)")
 
+    @staticmethod
+    def _legacy_start(obj: object) -> bool:
+        """The first line of a file without a Header: one event (the original's kinds,
+        or ours)."""
+        from proctrace_bcc.read.legacy import KINDS
+
+        return type(obj) is dict and len(obj) == 1 and (next(iter(obj)) in KINDS
+                                                        or next(iter(obj)) in EVENT_TYPES)
+
     def _truncated(self, lineno: int, exc: Exception) -> None:
-        self.warnings.append(f"{self.name}:{lineno}: truncated last line ignored ({exc})")
+        self.warnings.append(f"{self.name}:{lineno}: {TRUNCATED} ({exc})")
 
     def _undecodable(self, lineno: int, line: bytes, exc: Exception) -> bool:
         """A line orjson refused: False for a blank line (skip it), True for a
@@ -88,14 +172,13 @@ class Lines:
         loads = orjson.loads
         decode_error = orjson.JSONDecodeError
         kinds = EVENT_TYPES
+        check = check_event
+        checks = CHECKS
         skip = self.header_line or 0
         lineno = 0
         prev = -(1 << 62)
         with self.source.open() as f:
-            while True:
-                lines = f.readlines(CHUNK_BYTES)
-                if not lines:
-                    break
+            for lines in self._chunks(f):
                 chunk: list[Obj] = []
                 ap = chunk.append
                 in_order = True
@@ -118,12 +201,14 @@ class Lines:
                         raise self.bad(lineno, f"unknown event kind {tag!r}")
                     if type(body) is not dict:
                         raise self.bad(lineno, f"{tag}: body must be an object")
-                    ts = body.get("timestamp")
-                    if type(ts) is not int:
-                        if ts is None:
-                            raise self.bad(lineno, f"{tag}: missing field 'timestamp'")
-                        raise self.bad(lineno,
-                                       f"{tag}.timestamp must be an integer, got {ts!r}")
+                    try:
+                        checks[tag](body)  # schema.check_event, its fast part inlined
+                    except Unusual:
+                        try:
+                            check(tag, body)
+                        except ValueError as exc:
+                            raise self.bad(lineno, str(exc)) from None
+                    ts = body["timestamp"]
                     if ts < prev:
                         in_order = False
                     else:
@@ -137,7 +222,7 @@ class Lines:
         the original's formats, whose tags are not ours)."""
         lineno = 0
         with self.source.open() as f:
-            for lineno, line in enumerate(f, 1):
+            for lineno, line in self._lines(f):
                 if not line.strip():
                     continue
                 try:

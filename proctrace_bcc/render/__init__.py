@@ -13,23 +13,76 @@ import re
 
 from proctrace_bcc.events import display
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What a terminal must not be given raw: C0 controls, DEL, C1 controls, and the bidi
+# overrides, isolates and marks (they reorder what follows), line/paragraph separators.
+_UNSAFE = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_UNSAFE}]")
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\e"}
+# The same characters in UTF-8 JSON text (only inside strings: UTF-8 is self-synchronizing).
+_JSON_UNSAFE = re.compile(rb"\x7f|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8e\x8f\xa8-\xae]"
+                          rb"|\xe2\x81[\xa6-\xa9]")
 
 
 def _escape(m: re.Match[str]) -> str:
     c = m.group()
-    return _NAMED.get(c, f"\\x{ord(c):02x}")
+    n = ord(c)
+    return _NAMED.get(c) or (f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}")
 
 
 def oneline(s: str) -> str:
-    """A byte-exact string as one printable line: invalid bytes and controls as \\xNN."""
+    """A byte-exact string as one line a terminal shows as it is: invalid bytes as \\xNN,
+    C0/DEL/C1 controls as \\xNN (\\n \\t \\r \\e by name), bidi controls as \\uNNNN.
+
+    Every text of a recording that a person's terminal shows goes through this."""
     if s.isascii() and s.isprintable():
         return s  # the common case, checked in C
     s = display(s)
     if _CONTROL.search(s) is None:
         return s
     return _CONTROL.sub(_escape, s)
+
+
+def _json_escape(m: re.Match[bytes]) -> bytes:
+    return b"\\u%04x" % ord(m.group().decode("utf-8"))
+
+
+def json_safe(text: bytes) -> bytes:
+    """UTF-8 JSON with DEL, C1 and bidi characters escaped (``\\u009b``): orjson escapes
+    only C0.  Still the same JSON value."""
+    return _JSON_UNSAFE.sub(_json_escape, text)
+
+
+# Arguments a shell reads as they are.
+_PLAIN_ARG = re.compile(r"[A-Za-z0-9@%+=:,./_-]+")
+_ANSI_C = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\E"}
+
+
+def _ansi_c_char(c: str) -> str:
+    n = ord(c)
+    if 0xDC80 <= n <= 0xDCFF:  # an invalid byte (surrogateescape)
+        return f"\\x{n - 0xDC00:02x}"
+    if c in _ANSI_C:
+        return _ANSI_C[c]
+    if _CONTROL.match(c):
+        return f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}"
+    return c
+
+
+def shell_word(arg: str) -> str:
+    """One argument as a POSIX shell word that reads back to exactly it: as is when plain,
+    else '...', or $'...' (bash, zsh, ksh) when it holds controls, bidi characters or
+    invalid bytes; nothing in it acts on a terminal."""
+    if _PLAIN_ARG.fullmatch(arg):
+        return arg
+    if _CONTROL.search(arg) is None and display(arg) == arg:
+        return "'" + arg.replace("'", "'\\''") + "'"
+    return "$'" + "".join(_ansi_c_char(c) for c in arg) + "'"
+
+
+def shell_argv(argv: list[str]) -> str:
+    """An argv as one shell command line a person can read unambiguously, copy and run
+    (see shell_word): every renderer shows argv with this."""
+    return " ".join(shell_word(a) for a in argv)
 
 
 def fmt_duration(ns: int) -> str:
@@ -59,4 +112,4 @@ def errno_name(n: int) -> str:
     return errno.errorcode.get(n, f"errno {n}")
 
 
-__all__ = ["errno_name", "fmt_duration", "oneline"]
+__all__ = ["errno_name", "fmt_duration", "json_safe", "oneline", "shell_argv", "shell_word"]

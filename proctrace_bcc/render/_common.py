@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import bisect
-import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from proctrace_bcc.events import Event, SetPGID, display, join_cmdline
+from proctrace_bcc.events import Event, SetPGID, join_cmdline
+from proctrace_bcc.render import oneline, shell_argv
 from proctrace_bcc.tree import ExecSpan, Process, ProcessTree
 
 # Outcome classes, in the order the html report's legend uses them.
@@ -24,6 +24,13 @@ def outcome(p: Process) -> int:
     if e.exit_code is None:
         return UNKNOWN
     return OK if e.exit_code == 0 else NONZERO
+
+
+def exit_lost(p: Process, tree: ProcessTree) -> bool:
+    """No Exit for p, though the recording ended with p not among those still running:
+    its Exit was lost (not "never exited")."""
+    e = tree.end_event
+    return e is not None and p.exit is None and p.pid not in e.running
 
 
 @dataclass(slots=True)
@@ -52,17 +59,32 @@ def spans(p: Process, tree_end: int) -> list[Span]:
 
 
 def quoted_argv(image: ExecSpan) -> str:
-    """An unambiguous one-line form of the argv (shell quoting, invalid bytes as \\xNN)."""
+    """An image's argv as a shell command line (render.shell_argv); its cmdline (made
+    safe for a terminal) when argv was not recorded."""
     if image.argv is None:
-        return display(image.cmdline)
-    return " ".join(shlex.quote(display(a)) for a in image.argv)
+        return oneline(image.cmdline)
+    return shell_argv(image.argv)
+
+
+def subtree_title(tree: ProcessTree) -> str | None:
+    """What a title names when `-p` chose a subtree of a recording of CMD rooted
+    elsewhere than CMD: its root, "ARGV (pid N)"; None otherwise (a system-wide
+    recording's title names the subtree's root already, as its `ingest` cut does)."""
+    h = tree.header
+    if (h is None or h.root_pid is None or len(tree.roots) != 1
+            or tree.roots[0].pid == h.root_pid):
+        return None
+    root = tree.roots[0]
+    if not root.execs:
+        return f"pid {root.pid}"
+    return f"{quoted_argv(root.execs[-1])} (pid {root.pid})"
 
 
 def header_command(tree: ProcessTree, rows: list[Process]) -> str:
     h = tree.header
     if h is not None and h.command:
-        return join_cmdline(h.command)
-    return display(rows[0].command) if rows else ""
+        return oneline(join_cmdline(h.command))
+    return oneline(rows[0].command) if rows else ""
 
 
 def tree_rows(tree: ProcessTree) -> list[Process]:

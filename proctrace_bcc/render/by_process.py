@@ -22,7 +22,7 @@ import orjson
 
 from proctrace_bcc.analysis import Analysis
 from proctrace_bcc.membership import Light
-from proctrace_bcc.render import oneline
+from proctrace_bcc.render import json_safe, oneline
 from proctrace_bcc.render.sequential import clean
 
 _NL = orjson.OPT_APPEND_NEWLINE
@@ -52,6 +52,8 @@ def render_stream(an: Analysis) -> Iterator[bytes]:
                 if not member:
                     continue
                 b = dumps({tag: clean(body)}, option=_NL)
+                if not b.isascii():
+                    b = json_safe(b)
                 arr = offsets.get(owner)
                 if arr is None:
                     arr = offsets[owner] = array("q")

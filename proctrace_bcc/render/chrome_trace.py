@@ -28,6 +28,7 @@ import orjson
 from proctrace_bcc import __version__
 from proctrace_bcc.events import ExecFailed, Lost, SetPGID, SetSID, display
 from proctrace_bcc.read import Recording
+from proctrace_bcc.render import json_safe
 from proctrace_bcc.render._common import (
     ProcessLocator,
     event_pid,
@@ -181,14 +182,15 @@ def _failed_exec(fe: ExecFailed, ts: float, tid: int) -> dict[str, Any]:
 def render(rec: Recording, tree: ProcessTree) -> Iterator[str]:
     events, other = trace_events(rec, tree)
     yield '{"displayTimeUnit":"ms","otherData":'
-    yield orjson.dumps(other).decode()
+    yield json_safe(orjson.dumps(other)).decode()
     yield ',"traceEvents":[\n'
     chunk: list[bytes] = []
     for i, ev in enumerate(events):
         chunk.append(orjson.dumps(ev))
         if len(chunk) >= 2000:
-            yield b",\n".join(chunk).decode() + (",\n" if i < len(events) - 1 else "")
+            yield json_safe(b",\n".join(chunk)).decode() + (",\n" if i < len(events) - 1
+                                                            else "")
             chunk = []
     if chunk:
-        yield b",\n".join(chunk).decode()
+        yield json_safe(b",\n".join(chunk)).decode()
     yield "\n]}\n"

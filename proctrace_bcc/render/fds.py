@@ -35,7 +35,7 @@ from proctrace_bcc.fds import (
 )
 from proctrace_bcc.hang import analyze_hang, hang_sentences, heading
 from proctrace_bcc.read import Recording
-from proctrace_bcc.render import oneline
+from proctrace_bcc.render import oneline, shell_argv
 from proctrace_bcc.tree import ExecSpan, Process, ProcessTree
 
 NEEDS_EVENTS = False
@@ -222,14 +222,15 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 def report_lines(rep: FdReport, tree: ProcessTree) -> Iterator[str]:
     t0 = tree.start
     h = tree.header
-    cmd = oneline(" ".join(h.command)) if h is not None and h.command else ""
+    cmd = shell_argv(h.command) if h is not None and h.command else ""
     if not rep.has_data:
         yield "No descriptor data in this recording: record it with `proctrace-bcc record --fds`."
         return
     pipes = sum(1 for c in rep.channels if c.kind == "pipe")
     socks = len(rep.channels) - pipes
     end = tree.end_event
-    ended = f"; the recording ended ({end.reason}) at {rel_time(end.timestamp, t0)}" if end else ""
+    ended = (f"; the recording ended ({oneline(end.reason)}) at {rel_time(end.timestamp, t0)}"
+             if end else "")
     yield (f"Descriptors{' of ' + cmd if cmd else ''}: {_plural(pipes, 'pipe')} and "
            f"{_plural(socks, 'socket')} seen in "
            f"{_plural(rep.processes_observed, 'process', 'processes')}{ended}.")

@@ -49,6 +49,7 @@ from proctrace_bcc.fds import (
 )
 from proctrace_bcc.hang import analyze_hang, hang_sentences, heading
 from proctrace_bcc.read import Recording
+from proctrace_bcc.render import json_safe
 from proctrace_bcc.render._common import (
     NONZERO,
     OK,
@@ -375,10 +376,10 @@ def _start_time(iso: str) -> str:
 
 
 def json_for_script(data: Any) -> str:
-    """JSON that is safe inside an HTML <script> element: no '<', '>' or '&' at all."""
-    raw = orjson.dumps(data).decode("utf-8")
-    return (raw.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    """JSON that is safe inside an HTML <script> element: no '<', '>' or '&' at all, and
+    no control or bidi character raw (json_safe; U+2028/U+2029 included)."""
+    raw = json_safe(orjson.dumps(data)).decode("utf-8")
+    return raw.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 _PAGE = """<!DOCTYPE html>

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from proctrace_bcc.analysis import Analysis
+from proctrace_bcc.render import json_safe
 
 _FALSE_DEFAULTS = frozenset({"truncated", "core_dumped"})
 _NL = orjson.OPT_APPEND_NEWLINE
@@ -39,5 +40,5 @@ def render_stream(an: Analysis) -> Iterator[bytes]:
                         del body[k]
                 ap(dumps({tag: body}, option=_NL))
         if out:
-            yield b"".join(out)
+            yield json_safe(b"".join(out))
     an.check()  # no events, or a root that never appeared: an error, not an empty output

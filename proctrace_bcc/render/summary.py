@@ -17,15 +17,13 @@ from __future__ import annotations
 import html
 import os
 import re
-import shlex
 import signal
 from collections.abc import Iterator, Sequence
 
-from proctrace_bcc.events import display
 from proctrace_bcc.fds import Line, analyze_fds, leak_sentences, rel_time
 from proctrace_bcc.hang import analyze_hang, hang_sentences, heading
 from proctrace_bcc.read import Recording
-from proctrace_bcc.render import fmt_duration, oneline
+from proctrace_bcc.render import fmt_duration, oneline, shell_argv, shell_word
 from proctrace_bcc.render._common import NONZERO, SIGNALED, outcome, quoted_argv, tree_rows
 from proctrace_bcc.render.fds import words
 from proctrace_bcc.tree import Process, ProcessTree
@@ -107,7 +105,7 @@ def summary_lines(rec: Recording, tree: ProcessTree) -> Iterator[str]:
     t0 = tree.start
     rows = tree_rows(tree)
     h = tree.header
-    cmd = " ".join(shlex.quote(display(a)) for a in h.command) if h and h.command else ""
+    cmd = shell_argv(h.command) if h and h.command else ""
     failed = _failed(rows)
     running = [p for p in rows if p.exit is None]
     yield f"## proctrace-bcc: {code(cmd) if cmd else 'recording'}"
@@ -154,7 +152,7 @@ def summary_lines(rec: Recording, tree: ProcessTree) -> Iterator[str]:
             yield f"- … and {len(hang.chains) - len(lines)} more processes (see the HTML report)"
     yield ""
     name = os.path.basename(rec.path) if rec.path not in ("", "-") else "RECORDING.ndjson"
-    how = f"proctrace-bcc analyze -i {shlex.quote(name)} -d html -o report.html"
+    how = f"proctrace-bcc analyze -i {shell_word(name)} -d html -o report.html"
     yield (f"Full report: run {code(how)} and open report.html in a browser (the CI job "
            "uploads both as artifacts).")
 

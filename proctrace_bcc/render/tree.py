@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from proctrace_bcc.read import Recording
+from proctrace_bcc.read import Recording, unfinished
 from proctrace_bcc.render import errno_name, fmt_duration, oneline
+from proctrace_bcc.render._common import exit_lost
 from proctrace_bcc.tree import Process, ProcessTree
 
 LIST_MAX = 10  # failed / never-exited processes listed at the end
+FOLD = 64  # levels of indentation shown before it starts again
 
 _RED, _YELLOW, _DIM, _BOLD, _RESET = "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
 
@@ -122,6 +124,8 @@ def outcome(p: Process, tree: ProcessTree, st: _Style) -> str:
     if _preexisting(p):
         return f"(≥ {dur}, running)"
     if p.exit is None:
+        if exit_lost(p, tree):
+            return f"(≥ {dur}, {st(_YELLOW, 'exit not recorded ?')})"
         return f"(≥ {dur}, {st(_YELLOW, 'never exited ⧗')})"
     status = p.status()
     if p.failed:
@@ -155,7 +159,11 @@ def _summary(rec: Recording, tree: ProcessTree, st: _Style) -> Iterator[str]:
     yield f"proctrace-bcc tree{what}: {', '.join(parts)}\n"
     if tree.end_event is not None:
         e = tree.end_event
-        yield f"recording ended: {e.reason}\n"
+        yield f"recording ended: {oneline(e.reason)}\n"
+    else:
+        w = unfinished(h, rec.legacy, tree.start, tree.end)
+        if w is not None:
+            yield st(_YELLOW, f"warning: {w}") + "\n"
     if tree.lost:
         yield st(_YELLOW, f"warning: {tree.lost:,} events were lost; the tree may be "
                  "incomplete") + "\n"
@@ -174,9 +182,14 @@ def render(rec: Recording, tree: ProcessTree, *, color: bool = False) -> Iterato
     pipe = st(_DIM, "│  ")
     out: list[str] = []
     # Iterative depth-first walk: trees can be deeper than Python's recursion limit.
-    stack: list[tuple[Process, str, str]] = [(r, "", "") for r in reversed(tree.roots)]
+    # Every FOLD levels the indentation starts again (output linear in the depth).
+    stack: list[tuple[Process, str, str, int]] = [(r, "", "", 0)
+                                                  for r in reversed(tree.roots)]
     while stack:
-        p, prefix, branch = stack.pop()
+        p, prefix, branch, depth = stack.pop()
+        if depth and depth % FOLD == 0 and branch:
+            out.append(f"{prefix}{st(_DIM, f'⋮ {depth} levels deep: indentation folded')}\n")
+            prefix = ""
         out.append(f"{prefix}{branch}{line(p, tree, st, legacy, not branch)}\n")
         if len(out) >= 4096:
             yield "".join(out)
@@ -188,7 +201,8 @@ def render(rec: Recording, tree: ProcessTree, *, color: bool = False) -> Iterato
                                                        else pipe))
         n = len(kids)
         for i in range(n - 1, -1, -1):
-            stack.append((kids[i], child_prefix, branch_last if i == n - 1 else branch_mid))
+            stack.append((kids[i], child_prefix, branch_last if i == n - 1 else branch_mid,
+                          depth + 1))
     yield "".join(out)
     yield from _lists(tree, st)
 
@@ -201,7 +215,8 @@ def _lists(tree: ProcessTree, st: _Style) -> Iterator[str]:
             continue
         yield f"\n{st(code, title)} ({len(procs):,}):\n"
         for p in procs[:LIST_MAX]:
-            status = "running at end" if p.exit is None else p.status()
+            status = (("exit not recorded" if exit_lost(p, tree) else "running at end")
+                      if p.exit is None else p.status())
             yield f"  {p.pid} {command(p)}  ({status})\n"
         if len(procs) > LIST_MAX:
             yield f"  … and {len(procs) - LIST_MAX:,} more\n"
