@@ -154,7 +154,7 @@ def report_lines(tree: ProcessTree) -> Iterator[str]:
     parts = [f"{len(att.tests)} test{'s' if len(att.tests) != 1 else ''}"]
     if failed:
         parts.append(f"{failed} failed")
-    parts.append(f"{left} left processes running")
+    parts.append(f"{left} left processes running after {'it' if left == 1 else 'they'} ended")
     if leaks is not None:
         parts.append(f"{sum(len(v) for v in leaks.values())} leaked descriptors")
     yield f"Tests{' of ' + what if what else ''}: {', '.join(parts)}"

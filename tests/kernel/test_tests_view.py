@@ -115,7 +115,7 @@ def _bats(tmp_path: Path, *args: str, leaks: int = 1) -> None:
     assert by_name["passes, with a comma"].outcome == "ok"
     assert not by_name["passes, with a comma"].leftovers
     text = _tests_view(res)
-    assert "1 failed, 1 left processes running" in text
+    assert "1 failed, 1 left processes running after it ended" in text
     assert f"left running: `sleep 2` (pid {sleep_pid}) ran on for" in text
     fds = subprocess.run([sys.executable, "-m", "proctrace_bcc", "analyze", "-i", str(res.path),
                           "-d", "fds"], capture_output=True, text=True, cwd=REPO, check=True)
