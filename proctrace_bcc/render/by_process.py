@@ -52,7 +52,7 @@ def render_stream(an: Analysis) -> Iterator[bytes]:
                 if not member:
                     continue
                 b = dumps({tag: clean(body)}, option=_NL)
-                if not b.isascii():
+                if not b.isascii() or b"\x7f" in b:
                     b = json_safe(b)
                 arr = offsets.get(owner)
                 if arr is None:

@@ -38,7 +38,8 @@ def render_stream(an: Analysis) -> Iterator[bytes]:
                 for k in [k for k, v in body.items() if v is None or v is False]:
                     if body[k] is None or k in _FALSE_DEFAULTS:
                         del body[k]
-                ap(dumps({tag: body}, option=_NL))
+                b = dumps({tag: body}, option=_NL)
+                ap(json_safe(b) if not b.isascii() or b"\x7f" in b else b)
         if out:
-            yield json_safe(b"".join(out))
+            yield b"".join(out)
     an.check()  # no events, or a root that never appeared: an error, not an empty output
