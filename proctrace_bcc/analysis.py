@@ -92,7 +92,7 @@ class Analysis:
         """Build from the reader's chunks as they come (in timestamp order); with
         `collect`, also yield each chunk's Items."""
         b = self.builder
-        fast = b._fast
+        fast = b.add_body
         slow = self._slow
         members = b.members
         n = 0

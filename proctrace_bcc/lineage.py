@@ -5,14 +5,30 @@ process) and :mod:`proctrace_bcc.membership` (a few bytes per process) both key 
 process by (pid, start): a pid seen again after its exit, or forked again, is a new
 process.  Both place each new process in the subtree with :class:`Subtree`, and select
 the root and the events of the subtree with the functions below, so that what "a
-process of the tree" means is decided here, for every mode.
+process of the tree" means is decided here, for every mode.  What each event does to a
+process and to the set of processes is :class:`Lineage`, over a :class:`Node` protocol
+that the heavy and the light process both implement.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from proctrace_bcc.events import Header
+from proctrace_bcc.codec import Slow, plain_exec
+from proctrace_bcc.events import (
+    Event,
+    Exec,
+    ExecFailed,
+    Exit,
+    FdInfo,
+    FdSnapshot,
+    Fork,
+    Header,
+    ProcState,
+    SetPGID,
+    SetSID,
+    Signal,
+)
 
 N = TypeVar("N")
 
@@ -69,6 +85,207 @@ class Subtree(Generic[N]):
         if self.select_pid is None:
             return True
         return owner in self.members if owner is not None else tag in GLOBAL_KINDS
+
+
+# ---------------------------------------------------------------------------
+# What each event does: the one set of rules, over a heavy or a light node.
+
+
+class Node(Protocol):
+    """What the rules read and change of a process (tree.Process keeps everything,
+    membership.Light only its identity)."""
+
+    ppid: int | None
+
+    @property
+    def exit(self) -> object:
+        """None while it runs."""
+
+    @property
+    def adoptable(self) -> bool:
+        """Seen before its fork, with nothing of its own yet (no exec, no child)."""
+
+    def forked(self, t: int, pgid: int, sid: int | None) -> None:
+        """It was forked at `t` (in the recording), in process group `pgid`."""
+
+    def execed(self, t: int, cmdline: str, argv: list[str] | None, filename: str | None,
+               interpreter: list[str] | None, truncated: bool, fds: list[FdInfo] | None,
+               env: dict[str, str] | None, uid: int | None, pgid: int,
+               sid: int | None) -> None:
+        """It ran a new image at `t`, in process group `pgid`."""
+
+    def exec_failed(self, t: int, pid: int, filename: str, errno: int,
+                    truncated: bool) -> None:
+        """An exec of it failed."""
+
+    def ended(self, t: int, pid: int, ppid: int, pgid: int, exit_code: int | None,
+              signal: int | None, core_dumped: bool) -> None:
+        """It ended."""
+
+    def set_pgid(self, t: int, pgid: int | None) -> None:
+        """Its process group at `t` (None: not known)."""
+
+    def set_sid(self, t: int, sid: int | None) -> None:
+        """Its session at `t` (None: not known)."""
+
+    def set_fd_snapshot(self, ev: FdSnapshot) -> None:
+        """Its descriptors, as the recorder saw them."""
+
+
+M = TypeVar("M", bound=Node)
+
+
+class Lineage(Generic[M]):
+    """The rules: what each event does to a process and to the set of processes.
+
+    A process is keyed by (pid, start): an event of a pid whose newest process exited
+    (PID reuse), or a fork of it, makes a new process; a process keeps the parent it
+    was forked by.  A builder supplies the live processes and how a node is made and
+    dropped; `add` (events) and `add_body` (parsed bodies, for the fast paths) dispatch
+    each kind to the one rule of that kind.
+    """
+
+    root_pid: int | None = None  # its fork by the recorder makes it a root
+    # The nodes keep the events' contents: bodies needing decoding (env) go to `add`.
+    heavy = True
+
+    live: dict[int, M]  # pid -> newest process with that pid
+
+    def _new(self, pid: int, t: int, ppid: int | None) -> M:
+        """A new live process `pid`, forked by the live process `ppid` (if any)."""
+        raise NotImplementedError
+
+    def _drop(self, node: M) -> None:
+        """`node` was no process: a fork replaced it (see `_adopt`)."""
+        raise NotImplementedError
+
+    def get(self, pid: int, t: int, ppid: int | None) -> M:
+        """The live process `pid` (a new one if none, or its newest exited)."""
+        p = self.live.get(pid)
+        if p is None or p.exit is not None:
+            return self._new(pid, t, ppid)
+        if p.ppid is None and ppid:
+            p.ppid = ppid
+        return p
+
+    def _adopt(self, pid: int) -> None:
+        """A Fork of `pid` replaces the process seen (e.g. an out-of-order event)
+        before its fork with nothing of its own yet."""
+        old = self.live.get(pid)
+        if old is not None and old.exit is None and old.adoptable:
+            self._drop(old)
+
+    def fork(self, t: int, parent_pid: int, child_pid: int, parent_pgid: int,
+             child_pgid: int | None, sid: int | None) -> M:
+        pgid = child_pgid if child_pgid is not None else parent_pgid
+        if child_pid == self.root_pid and parent_pid not in self.live:
+            # The recorder forked the root: it is not part of the tree.
+            owner = self._new(child_pid, t, None)
+            owner.ppid = parent_pid
+        else:
+            self.get(parent_pid, t, None).set_pgid(t, parent_pgid)
+            self._adopt(child_pid)
+            owner = self._new(child_pid, t, parent_pid)
+        owner.forked(t, pgid, sid)
+        return owner
+
+    def exec(self, t: int, pid: int, ppid: int, pgid: int, sid: int | None,
+             uid: int | None, cmdline: str, argv: list[str] | None, filename: str | None,
+             interpreter: list[str] | None, truncated: bool, fds: list[FdInfo] | None,
+             env: dict[str, str] | None) -> M:
+        owner = self.get(pid, t, ppid)
+        owner.execed(t, cmdline, argv, filename, interpreter, truncated, fds, env, uid, pgid,
+                     sid)
+        return owner
+
+    def exec_failed(self, t: int, pid: int, filename: str, errno: int,
+                    truncated: bool) -> M:
+        owner = self.get(pid, t, None)
+        owner.exec_failed(t, pid, filename, errno, truncated)
+        return owner
+
+    def exit(self, t: int, pid: int, ppid: int, pgid: int, exit_code: int | None,
+             signal: int | None, core_dumped: bool) -> M:
+        owner = self.get(pid, t, ppid)
+        owner.ended(t, pid, ppid, pgid, exit_code, signal, core_dumped)
+        return owner
+
+    def setpgid(self, t: int, target_pid: int, pgid: int) -> M:
+        owner = self.get(target_pid, t, None)
+        owner.set_pgid(t, pgid)
+        return owner
+
+    def setsid(self, t: int, pid: int, ppid: int, pgid: int, sid: int | None) -> M:
+        owner = self.get(pid, t, ppid)
+        owner.set_pgid(t, pgid)
+        owner.set_sid(t, sid)
+        return owner
+
+    def fd_snapshot(self, ev: FdSnapshot) -> M | None:
+        """Kept by the live process with its pid, if any (never makes one)."""
+        owner = self.live.get(ev.pid)
+        if owner is not None:
+            owner.set_fd_snapshot(ev)
+        return owner
+
+    def state(self, pid: int) -> M | None:
+        """ProcState, Signal: belong to the live process with `pid` (hang.py), change
+        nothing."""
+        return self.live.get(pid)
+
+    def add(self, ev: Event) -> M | None:
+        """Apply one event; the process it belongs to (None: none)."""
+        t = ev.timestamp
+        if isinstance(ev, Fork):
+            return self.fork(t, ev.parent_pid, ev.child_pid, ev.parent_pgid, ev.child_pgid,
+                             ev.sid)
+        if isinstance(ev, Exec):
+            return self.exec(t, ev.pid, ev.ppid, ev.pgid, ev.sid, ev.uid, ev.cmdline, ev.argv,
+                             ev.filename, ev.interpreter, ev.truncated, ev.fds, ev.env)
+        if isinstance(ev, ExecFailed):
+            return self.exec_failed(t, ev.pid, ev.filename, ev.errno, ev.truncated)
+        if isinstance(ev, Exit):
+            return self.exit(t, ev.pid, ev.ppid, ev.pgid, ev.exit_code, ev.signal,
+                             ev.core_dumped)
+        if isinstance(ev, SetPGID):
+            return self.setpgid(t, ev.target_pid, ev.pgid)
+        if isinstance(ev, SetSID):
+            return self.setsid(t, ev.pid, ev.ppid, ev.pgid, ev.sid)
+        if isinstance(ev, FdSnapshot):
+            return self.fd_snapshot(ev)
+        if isinstance(ev, (ProcState, Signal)):
+            return self.state(ev.pid)
+        return None
+
+    def add_body(self, t: int, tag: str, body: dict[str, Any]) -> M | None:
+        """`add` for a body the reader checked against the schema (proctrace_bcc.schema),
+        without making the event; Slow (or KeyError) if it needs `add`: byte-exact
+        strings ({"b64": ...}), fds, env values kept by a heavy node, rare kinds.  It
+        raises before any change, so that a body falls back at most once."""
+        if tag == "Exec":
+            if not plain_exec(body) or (self.heavy and "env" in body):
+                raise Slow
+            return self.exec(t, body["pid"], body["ppid"], body["pgid"], body.get("sid"),
+                             body.get("uid"), body["cmdline"], body.get("argv"),
+                             body.get("filename"), body.get("interpreter"),
+                             body.get("truncated", False), None, None)
+        if tag == "ExecFailed":
+            filename = body["filename"]
+            if type(filename) is not str:  # {"b64": ...}
+                raise Slow
+            return self.exec_failed(t, body["pid"], filename, body["errno"],
+                                    body.get("truncated", False))
+        if tag == "Fork":
+            return self.fork(t, body["parent_pid"], body["child_pid"], body["parent_pgid"],
+                             body.get("child_pgid"), body.get("sid"))
+        if tag == "Exit":
+            return self.exit(t, body["pid"], body["ppid"], body["pgid"], body.get("exit_code"),
+                             body.get("signal"), body.get("core_dumped", False))
+        if tag == "SetPGID":
+            return self.setpgid(t, body["target_pid"], body["pgid"])
+        if tag == "SetSID":
+            return self.setsid(t, body["pid"], body["ppid"], body["pgid"], body["sid"])
+        raise Slow
 
 
 # ---------------------------------------------------------------------------

@@ -10,20 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from proctrace_bcc.codec import INT_FIELDS, Slow, event_from_obj, plain_exec
-from proctrace_bcc.events import End, Lost
-from proctrace_bcc.lineage import GLOBAL_KINDS, Subtree
+from proctrace_bcc.codec import event_from_obj
+from proctrace_bcc.events import End, FdInfo, FdSnapshot, Lost
+from proctrace_bcc.lineage import Lineage, Subtree
 from proctrace_bcc.tree import Process
 
 
 class Light:
-    """What Membership keeps of a process: enough for tree._Builder's identity rules,
-    and with ``info`` what `by-process` shows of it (as tree.Process would)."""
+    """What Membership keeps of a process: enough for the identity rules of
+    lineage.Lineage (its lineage.Node operations keep nothing else)."""
 
-    __slots__ = ("adoptable", "exited", "first", "inherited", "last", "pid", "ppid", "seq")
+    __slots__ = ("adoptable", "exit", "first", "inherited", "last", "pid", "ppid", "seq")
 
     def __init__(self, pid: int, ppid: int | None, seq: int) -> None:
-        self.exited = False
+        self.exit: bool | None = None  # True once exited (tree.Process.exit: the Exit)
         self.adoptable = True  # not forked in the recording, no exec, no child yet
         self.pid = pid
         self.ppid = ppid  # as tree.Process.ppid
@@ -39,23 +39,67 @@ class Light:
             return self.last
         return self.inherited or f"<pid {self.pid}>"
 
+    def forked(self, t: int, pgid: int, sid: int | None) -> None:
+        self.adoptable = False
 
-class Membership(Subtree[Light]):
+    def execed(self, t: int, cmdline: str, argv: list[str] | None, filename: str | None,
+               interpreter: list[str] | None, truncated: bool, fds: list[FdInfo] | None,
+               env: dict[str, str] | None, uid: int | None, pgid: int,
+               sid: int | None) -> None:
+        self.adoptable = False
+
+    def exec_failed(self, t: int, pid: int, filename: str, errno: int,
+                    truncated: bool) -> None:
+        pass
+
+    def ended(self, t: int, pid: int, ppid: int, pgid: int, exit_code: int | None,
+              signal: int | None, core_dumped: bool) -> None:
+        self.exit = True
+
+    def set_pgid(self, t: int, pgid: int | None) -> None:
+        pass
+
+    def set_sid(self, t: int, sid: int | None) -> None:
+        pass
+
+    def set_fd_snapshot(self, ev: FdSnapshot) -> None:
+        pass
+
+
+class Named(Light):
+    """A Light that keeps its commands, for `by-process` (as tree.Process would)."""
+
+    __slots__ = ()
+
+    def execed(self, t: int, cmdline: str, argv: list[str] | None, filename: str | None,
+               interpreter: list[str] | None, truncated: bool, fds: list[FdInfo] | None,
+               env: dict[str, str] | None, uid: int | None, pgid: int,
+               sid: int | None) -> None:
+        self.adoptable = False
+        if self.first is None:
+            self.first = cmdline or filename or ""
+        self.last = cmdline
+
+
+class Membership(Lineage[Light], Subtree[Light]):
     """Which events belong to the selected subtree, without building the tree.
 
-    The attribution rules of tree._Builder with FastBuilder's interface; the subtree
-    from lineage.Subtree.
+    The rules of lineage.Lineage over Light nodes, with FastBuilder's interface; the
+    subtree from lineage.Subtree.
     """
+
+    heavy = False  # Light keeps no contents: an Exec's env needs no decoding
 
     def __init__(self, select_pid: int | None, info: bool = False) -> None:
         super().__init__(select_pid)
         self.info = info  # keep the commands (for by-process)
+        self.node = Named if info else Light
         self.live: dict[int, Light] = {}
         self.count = 0  # processes seen
         self.processes: list[Process] = []  # none: there is no tree
 
-    def _new(self, pid: int, ppid: int | None) -> Light:
-        p = Light(pid, ppid, self.count)
+    def _new(self, pid: int, t: int, ppid: int | None) -> Light:
+        p = self.node(pid, ppid, self.count)
         self.count += 1
         live = self.live
         par = live.get(ppid) if ppid else None
@@ -70,94 +114,18 @@ class Membership(Subtree[Light]):
         self.place(p, pid, par)
         return p
 
-    def _get(self, pid: int, ppid: int | None) -> Light:
-        p = self.live.get(pid)
-        if p is None or p.exited:
-            return self._new(pid, ppid)
-        if p.ppid is None and ppid:
-            p.ppid = ppid
-        return p
+    def _drop(self, node: Light) -> None:
+        self.forget(node)
+        self.count -= 1
 
-    def _exec(self, p: Light, cmdline: str, filename: str | None) -> None:
-        if p.first is None:
-            p.first = cmdline or filename or ""
-        p.last = cmdline
+    def state(self, pid: int) -> Light | None:
+        # ProcState and Signal belong to no process here (as before lineage.Lineage;
+        # the tree gives them theirs): sequential -p and by-process show them as before.
+        return None
 
     def add_obj(self, t: int, tag: str, body: dict[str, Any]) -> Light | None:
         """Check one body (event_from_obj: ValueError says what is wrong), then apply it."""
         ev = event_from_obj(tag, body)
         if isinstance(ev, (Lost, End)):
             return None
-        return self._apply(tag, ev.__getattribute__)
-
-    def _fast(self, t: int, tag: str, body: dict[str, Any]) -> Light | None:
-        # The checks of FastBuilder._fast, then _apply inlined for the common kinds.
-        live = self.live
-        if tag == "Exec":
-            if not plain_exec(body):
-                raise Slow
-            pid, ppid = body["pid"], body["ppid"]
-            p = live.get(pid)  # _get, inlined (as for Exit)
-            if p is None or p.exited:
-                p = self._new(pid, ppid)
-            elif p.ppid is None and ppid:
-                p.ppid = ppid
-            p.adoptable = False
-            if self.info:
-                self._exec(p, body["cmdline"], body.get("filename"))
-            return p
-        if tag == "ExecFailed":
-            pid = body["pid"]
-            if (type(pid) is not int or type(body["errno"]) is not int
-                    or type(body["filename"]) is not str):
-                raise Slow
-            return self._get(pid, None)
-        if tag == "Exit":
-            pid, ppid = body["pid"], body["ppid"]
-            if type(pid) is not int or type(ppid) is not int or type(body["pgid"]) is not int:
-                raise Slow
-            p = live.get(pid)
-            if p is None or p.exited:
-                p = self._new(pid, ppid)
-            elif p.ppid is None and ppid:
-                p.ppid = ppid
-            p.exited = True
-            return p
-        if tag in INT_FIELDS and tag not in GLOBAL_KINDS:
-            for k in INT_FIELDS[tag]:
-                if type(body[k]) is not int:
-                    raise Slow
-            return self._apply(tag, body.__getitem__)
-        raise Slow
-
-    def _apply(self, tag: str, get: Any) -> Light | None:
-        if tag == "Fork":
-            parent_pid, child = get("parent_pid"), get("child_pid")
-            self._get(parent_pid, None)
-            old = self.live.get(child)
-            if old is not None and not old.exited and old.adoptable:
-                # tree._Builder's adoption: the process seen before its fork is replaced.
-                self.forget(old)
-                self.count -= 1
-            p = self._new(child, parent_pid)
-            p.adoptable = False
-            return p
-        if tag == "Exec":
-            p = self._get(get("pid"), get("ppid"))
-            p.adoptable = False
-            if self.info:
-                self._exec(p, get("cmdline"), get("filename"))
-            return p
-        if tag == "Exit":
-            p = self._get(get("pid"), get("ppid"))
-            p.exited = True
-            return p
-        if tag == "ExecFailed":
-            return self._get(get("pid"), None)
-        if tag == "SetPGID":
-            return self._get(get("target_pid"), None)
-        if tag == "SetSID":
-            return self._get(get("pid"), get("ppid"))
-        if tag == "FdSnapshot":
-            return self.live.get(get("pid"))
-        return None
+        return self.add(ev)

@@ -13,24 +13,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from proctrace_bcc.codec import Slow, event_from_obj, plain_exec
+from proctrace_bcc.codec import Slow, event_from_obj
 from proctrace_bcc.events import (
     End,
     Event,
-    Exec,
     ExecFailed,
     Exit,
     FdInfo,
     FdSnapshot,
-    Fork,
     Header,
     Lost,
-    ProcState,
-    SetPGID,
-    SetSID,
-    Signal,
 )
-from proctrace_bcc.lineage import Subtree
+from proctrace_bcc.lineage import Lineage, Subtree
 
 
 @dataclass(slots=True)
@@ -44,6 +38,7 @@ class ExecSpan:
     interpreter: list[str] | None
     truncated: bool
     fds: list[FdInfo] | None = None
+    env: dict[str, str] | None = None  # the chosen variables at this exec (record --env)
 
 
 @dataclass(eq=False, slots=True)
@@ -127,6 +122,49 @@ class Process:
         spans.append((t, max(t, end), label))
         return spans
 
+    # The node operations of lineage.Node: the rules (lineage.Lineage) call them.
+
+    @property
+    def adoptable(self) -> bool:
+        return self.fork_time is None and not (self.execs or self.children)
+
+    def forked(self, t: int, pgid: int, sid: int | None) -> None:
+        self.fork_time = t
+        self.set_pgid(t, pgid)
+        self.set_sid(t, sid)
+
+    def execed(self, t: int, cmdline: str, argv: list[str] | None, filename: str | None,
+               interpreter: list[str] | None, truncated: bool, fds: list[FdInfo] | None,
+               env: dict[str, str] | None, uid: int | None, pgid: int,
+               sid: int | None) -> None:
+        self.execs.append(ExecSpan(t, cmdline, argv, filename, interpreter, truncated, fds,
+                                   env))
+        if uid is not None:
+            self.uid = uid
+        self.set_pgid(t, pgid)
+        self.set_sid(t, sid)
+
+    def exec_failed(self, t: int, pid: int, filename: str, errno: int,
+                    truncated: bool) -> None:
+        self.failed_execs.append(ExecFailed(t, pid, filename, errno, truncated))
+
+    def ended(self, t: int, pid: int, ppid: int, pgid: int, exit_code: int | None,
+              signal: int | None, core_dumped: bool) -> None:
+        self.exit = Exit(t, pid, ppid, pgid, exit_code, signal, core_dumped)
+
+    def set_pgid(self, t: int, pgid: int | None) -> None:
+        h = self.pgid_history
+        if pgid is not None and (not h or h[-1][1] != pgid):
+            h.append((t, pgid))
+
+    def set_sid(self, t: int, sid: int | None) -> None:
+        h = self.sid_history
+        if sid is not None and (not h or h[-1][1] != sid):
+            h.append((t, sid))
+
+    def set_fd_snapshot(self, ev: FdSnapshot) -> None:
+        self.fd_snapshot = ev
+
     def walk(self) -> Iterator[Process]:
         """This process and its descendants, depth first, children in fork order."""
         stack = [self]
@@ -169,8 +207,8 @@ class ProcessTree:
         return [p for p in self.processes if p.exit is None]
 
 
-class _Builder:
-    """The reference rules: what each event does to the processes (see lineage)."""
+class _Builder(Lineage[Process]):
+    """The tree: the rules of lineage.Lineage over tree.Process."""
 
     def __init__(self, root_pid: int | None = None) -> None:
         self.root_pid = root_pid
@@ -188,85 +226,8 @@ class _Builder:
         self.live[pid] = p
         return p
 
-    def _get(self, pid: int, t: int, ppid: int | None) -> Process:
-        p = self.live.get(pid)
-        if p is None or p.exit is not None:
-            p = self._new(pid, t, ppid)
-        elif p.ppid is None and ppid:
-            p.ppid = ppid
-        return p
-
-    def _adopt(self, pid: int) -> Process | None:
-        """The process a Fork of `pid` replaces, if any: seen (e.g. an out-of-order
-        event) before its fork, with nothing of its own yet.  It leaves the tree."""
-        old = self.live.get(pid)
-        if old is not None and old.exit is None and old.fork_time is None and not (
-            old.execs or old.children
-        ):
-            self.processes.remove(old)
-            return old
-        return None
-
-    @staticmethod
-    def _set_pgid(p: Process, t: int, pgid: int | None) -> None:
-        if pgid is not None and (not p.pgid_history or p.pgid_history[-1][1] != pgid):
-            p.pgid_history.append((t, pgid))
-
-    @staticmethod
-    def _set_sid(p: Process, t: int, sid: int | None) -> None:
-        if sid is not None and (not p.sid_history or p.sid_history[-1][1] != sid):
-            p.sid_history.append((t, sid))
-
-    def add(self, ev: Event) -> Process | None:
-        owner: Process | None
-        t = ev.timestamp
-        if isinstance(ev, Fork):
-            if ev.child_pid == self.root_pid and ev.parent_pid not in self.live:
-                # The recorder forked the root: it is not part of the tree.
-                owner = self._new(ev.child_pid, t, None)
-                owner.ppid = ev.parent_pid
-                owner.fork_time = t
-                pgid = ev.child_pgid if ev.child_pgid is not None else ev.parent_pgid
-                self._set_pgid(owner, t, pgid)
-                self._set_sid(owner, t, ev.sid)
-                return owner
-            parent = self._get(ev.parent_pid, t, None)
-            self._set_pgid(parent, t, ev.parent_pgid)
-            self._adopt(ev.child_pid)
-            owner = self._new(ev.child_pid, t, ev.parent_pid)
-            owner.fork_time = t
-            self._set_pgid(owner, t, ev.child_pgid if ev.child_pgid is not None else ev.parent_pgid)
-            self._set_sid(owner, t, ev.sid)
-        elif isinstance(ev, Exec):
-            owner = self._get(ev.pid, t, ev.ppid)
-            owner.execs.append(ExecSpan(t, ev.cmdline, ev.argv, ev.filename, ev.interpreter,
-                                        ev.truncated, ev.fds))
-            if ev.uid is not None:
-                owner.uid = ev.uid
-            self._set_pgid(owner, t, ev.pgid)
-            self._set_sid(owner, t, ev.sid)
-        elif isinstance(ev, ExecFailed):
-            owner = self._get(ev.pid, t, None)
-            owner.failed_execs.append(ev)
-        elif isinstance(ev, Exit):
-            owner = self._get(ev.pid, t, ev.ppid)
-            owner.exit = ev
-        elif isinstance(ev, SetPGID):
-            owner = self._get(ev.target_pid, t, None)
-            self._set_pgid(owner, t, ev.pgid)
-        elif isinstance(ev, SetSID):
-            owner = self._get(ev.pid, t, ev.ppid)
-            self._set_pgid(owner, t, ev.pgid)
-            self._set_sid(owner, t, ev.sid)
-        elif isinstance(ev, FdSnapshot):
-            owner = self.live.get(ev.pid)
-            if owner is not None:
-                owner.fd_snapshot = ev
-        elif isinstance(ev, (ProcState, Signal)):
-            owner = self.live.get(ev.pid)  # kept with its process's subtree (hang.py)
-        else:
-            owner = None
-        return owner
+    def _drop(self, node: Process) -> None:
+        self.processes.remove(node)
 
 
 def build_tree(events: Iterable[Event], header: Header | None = None) -> ProcessTree:
@@ -313,12 +274,9 @@ def build_tree_with_owners(events: Iterable[Event], header: Header | None = None
 
 
 class FastBuilder(_Builder, Subtree[Process]):
-    """tree._Builder fed with parsed dicts; tracks the selected subtree while building.
-
-    ``_fast`` applies the reference rules of ``_Builder.add`` to the dicts, inlining
-    ``_get``, ``_set_pgid`` and ``_set_sid`` for the hot kinds (Exec, Fork) only;
-    tests/unit/test_stream.py checks both give the same tree.
-    """
+    """tree._Builder fed with parsed dicts (lineage.Lineage.add_body, the same rules);
+    tracks the selected subtree while building.  tests/unit/test_stream.py checks it
+    gives the tree of build_tree."""
 
     def __init__(self, select_pid: int | None) -> None:
         _Builder.__init__(self)
@@ -329,105 +287,17 @@ class FastBuilder(_Builder, Subtree[Process]):
         self.place(p, pid, p.parent)
         return p
 
-    def _adopt(self, pid: int) -> Process | None:
-        old = _Builder._adopt(self, pid)
-        if old is not None:
-            self.forget(old)
-        return old
+    def _drop(self, node: Process) -> None:
+        _Builder._drop(self, node)
+        self.forget(node)
 
     def add_obj(self, t: int, tag: str, body: dict[str, Any]) -> Process | None:
         """Add one event body; ValueError (from event_from_obj) if it is malformed."""
         try:
-            return self._fast(t, tag, body)
+            return self.add_body(t, tag, body)
         except (Slow, KeyError):
             pass
         ev = event_from_obj(tag, body)
         if isinstance(ev, (Lost, End)):
             return None
         return self.add(ev)
-
-    def _fast(self, t: int, tag: str, body: dict[str, Any]) -> Process | None:
-        # Every check happens before the first change of state, so that a body that
-        # falls back to the reference path is never applied twice.
-        if tag == "Exec":
-            if not plain_exec(body):
-                raise Slow
-            pid, ppid, pgid = body["pid"], body["ppid"], body["pgid"]
-            cmdline = body["cmdline"]
-            argv = body.get("argv")
-            filename = body.get("filename")
-            interp = body.get("interpreter")
-            sid = body.get("sid")
-            uid = body.get("uid")
-            owner = self.live.get(pid)
-            if owner is None or owner.exit is not None:
-                owner = self._new(pid, t, ppid)
-            elif owner.ppid is None and ppid:
-                owner.ppid = ppid
-            owner.execs.append(ExecSpan(t, cmdline, argv, filename, interp,
-                                        body.get("truncated", False), None))
-            if uid is not None:
-                owner.uid = uid
-            h = owner.pgid_history
-            if not h or h[-1][1] != pgid:
-                h.append((t, pgid))
-            if sid is not None:
-                h = owner.sid_history
-                if not h or h[-1][1] != sid:
-                    h.append((t, sid))
-            return owner
-        if tag == "Fork":
-            ppid, cpid, ppgid = body["parent_pid"], body["child_pid"], body["parent_pgid"]
-            if type(ppid) is not int or type(cpid) is not int or type(ppgid) is not int:
-                raise Slow
-            cpgid = body.get("child_pgid")
-            sid = body.get("sid")
-            live = self.live
-            parent = live.get(ppid)
-            if parent is None or parent.exit is not None:
-                parent = self._new(ppid, t, None)
-            h = parent.pgid_history
-            if not h or h[-1][1] != ppgid:
-                h.append((t, ppgid))
-            self._adopt(cpid)
-            owner = self._new(cpid, t, ppid)
-            owner.fork_time = t
-            owner.pgid_history.append((t, cpgid if cpgid is not None else ppgid))
-            if sid is not None:
-                owner.sid_history.append((t, sid))
-            return owner
-        if tag == "Exit":
-            pid, ppid, pgid = body["pid"], body["ppid"], body["pgid"]
-            if type(pid) is not int or type(ppid) is not int or type(pgid) is not int:
-                raise Slow
-            ev = Exit(t, pid, ppid, pgid, body.get("exit_code"), body.get("signal"),
-                      body.get("core_dumped", False))
-            owner = self._get(pid, t, ppid)
-            owner.exit = ev
-            return owner
-        if tag == "ExecFailed":
-            pid, filename, err = body["pid"], body["filename"], body["errno"]
-            if type(pid) is not int or type(err) is not int or type(filename) is not str:
-                raise Slow
-            owner = self._get(pid, t, None)
-            owner.failed_execs.append(ExecFailed(t, pid, filename, err,
-                                                 body.get("truncated", False)))
-            return owner
-        if tag == "SetPGID":
-            pid, ppid, pgid, target = body["pid"], body["ppid"], body["pgid"], body["target_pid"]
-            if (type(pid) is not int or type(ppid) is not int or type(pgid) is not int
-                    or type(target) is not int):
-                raise Slow
-            owner = self._get(target, t, None)
-            self._set_pgid(owner, t, pgid)
-            return owner
-        if tag == "SetSID":
-            pid, ppid, pgid = body["pid"], body["ppid"], body["pgid"]
-            if type(pid) is not int or type(ppid) is not int or type(pgid) is not int:
-                raise Slow
-            sid = body["sid"]
-            owner = self._get(pid, t, ppid)
-            self._set_pgid(owner, t, pgid)
-            self._set_sid(owner, t, sid)
-            return owner
-        raise Slow

@@ -1,7 +1,7 @@
 """The streaming reader and its tree builder against the reference (tree.build_tree).
 
-`tree.FastBuilder` and `membership.Membership` re-implement the hot path of
-`tree._Builder.add` on dicts; these
+`tree.FastBuilder` and `membership.Membership` apply the rules of `lineage.Lineage`
+to parsed dicts (`add_body`) and fall back to the events (`add`); these
 tests run both on random recordings (PID reuse, events before their fork, invalid
 UTF-8, fds, disorder) and require the same trees, the same selected events, and the
 same output whatever the reading order tolerance.
@@ -30,14 +30,16 @@ from proctrace_bcc.events import (
     FdSnapshot,
     Fork,
     Lost,
+    ProcState,
     SetPGID,
     SetSID,
+    Signal,
     from_bytes,
 )
 from proctrace_bcc.read import ALL, DIRECT, WINDOWED, OutOfOrder, Source, read_recording
 from proctrace_bcc.read.order import reorder as _reorder
 from proctrace_bcc.render.sequential import clean
-from proctrace_bcc.tree import Process, ProcessTree, build_tree
+from proctrace_bcc.tree import Process, ProcessTree, build_tree, build_tree_with_owners
 from proctrace_bcc.writer import RecordingWriter
 
 
@@ -137,6 +139,36 @@ def test_fast_builder_matches_reference(tmp_path: Path, seed: int) -> None:
     assert shape(tree) == shape(ref)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_builder_matches_reference_with_env_and_states(tmp_path: Path, seed: int) -> None:
+    # Execs with env (the heavy node keeps it: the reference path), ProcState and Signal
+    # (they belong to their live process, changing nothing): one set of rules.
+    rnd = random.Random(seed)
+    events: list[Event] = []
+    for ev in random_events(seed):
+        if isinstance(ev, Exec) and rnd.random() < 0.3:
+            ev.env = {"CI": "1", "BATS_TEST_NAME": f"t{ev.timestamp}"}
+        events.append(ev)
+        if not isinstance(ev, End) and rnd.random() < 0.1:
+            pid = int(getattr(ev, "pid", getattr(ev, "child_pid", 100)))
+            state: Event = (ProcState(ev.timestamp, pid, "timeout", "S", "pipe_read")
+                            if rnd.random() < 0.5 else Signal(ev.timestamp, pid, 15, 100, "bash"))
+            events.append(state)
+    f = write(tmp_path / "r.ndjson", events, None)
+    rec = read_recording(f)
+    ref, owners = build_tree_with_owners(rec.events, rec.header)
+    with Source(f) as src:
+        an = Analysis(src)
+        got = [(ts, tag, None if owner is None else owner.key)
+               for chunk in an.chunks() for ts, _, tag, _, owner, _ in chunk]
+        _, tree = an.finish()
+    assert shape(tree) == shape(ref)
+    assert [[e.env for e in p.execs] for p in tree.processes] == [
+        [e.env for e in p.execs] for p in ref.processes]
+    assert got == [(e.timestamp, e.KIND, None if o is None else o.key)
+                   for e, o in zip(rec.events, owners, strict=True)]
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_selection_matches_reference(tmp_path: Path, seed: int) -> None:
     events = random_events(seed)
@@ -185,7 +217,7 @@ def test_order_tiers(tmp_path: Path) -> None:
 
 
 def test_reorder_window_limit() -> None:
-    objs = [(t, t, "Lost", {}) for t in range(100)]
+    objs: list[tuple[int, int, str, dict[str, Any]]] = [(t, t, "Lost", {}) for t in range(100)]
     late = [*objs[:60], (5, 1000, "Lost", {}), *objs[60:]]
     chunks = [(late[i:i + 10], False) for i in range(0, len(late), 10)]
     assert [o[0] for c in _reorder(chunks, window=70) for o in c] == sorted(
