@@ -261,10 +261,19 @@ class Lineage(Generic[M]):
         """`add` for a body the reader checked against the schema (proctrace_bcc.schema),
         without making the event; Slow (or KeyError) if it needs `add`: byte-exact
         strings ({"b64": ...}), fds, env values kept by a heavy node, rare kinds.  It
-        raises before any change, so that a body falls back at most once."""
+        raises before any change, so that a body falls back at most once.  For light
+        nodes the contents they do not keep are not read (None, False: the hot path of
+        sequential and by-process)."""
+        heavy = self.heavy
         if tag == "Exec":
-            if not plain_exec(body) or (self.heavy and "env" in body):
+            if not plain_exec(body):
                 raise Slow
+            if not heavy:
+                return self.exec(t, body["pid"], body["ppid"], body["pgid"], None, None,
+                                 body["cmdline"], None, body.get("filename"), None, False,
+                                 None, None)
+            if "env" in body:
+                raise Slow  # its values may need decoding: add
             return self.exec(t, body["pid"], body["ppid"], body["pgid"], body.get("sid"),
                              body.get("uid"), body["cmdline"], body.get("argv"),
                              body.get("filename"), body.get("interpreter"),
@@ -274,11 +283,13 @@ class Lineage(Generic[M]):
             if type(filename) is not str:  # {"b64": ...}
                 raise Slow
             return self.exec_failed(t, body["pid"], filename, body["errno"],
-                                    body.get("truncated", False))
+                                    heavy and body.get("truncated", False))
         if tag == "Fork":
             return self.fork(t, body["parent_pid"], body["child_pid"], body["parent_pgid"],
                              body.get("child_pgid"), body.get("sid"))
         if tag == "Exit":
+            if not heavy:
+                return self.exit(t, body["pid"], body["ppid"], body["pgid"], None, None, False)
             return self.exit(t, body["pid"], body["ppid"], body["pgid"], body.get("exit_code"),
                              body.get("signal"), body.get("core_dumped", False))
         if tag == "SetPGID":
