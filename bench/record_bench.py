@@ -25,9 +25,9 @@ Sections (method and measured figures: docs/benchmarks.md):
   rotation on the two storms, on a storm whose processes hold ~100 and ~250
   descriptors (bench/workloads/holdfds.c), and on ``./configure``; the
   recording's size per exec and how many execs carry their fd table;
-- ``env``: what the default ``record --env`` set costs (BCC): untraced,
-  bcc --env none and bcc in rotation on the two storms and ``./configure``
-  (--fds-runs, --fds-no-configure apply), paired bcc / bcc --env none ratios;
+- ``env``: what ``record --env tests`` (the runners' set) costs (BCC): untraced,
+  bcc and bcc --env tests in rotation on the two storms and ``./configure``
+  (--fds-runs, --fds-no-configure apply), paired bcc --env tests / bcc ratios;
 - ``startup``: time from launching ``record`` to the first instruction of
   CMD, per backend, and (BCC) a breakdown of where it goes
   (bench/workloads/startup_profile.py); then the two costs of syscall
@@ -70,13 +70,13 @@ SECTIONS = ("storm", "configure", "completeness", "fds", "env", "startup")
 RECORDERS = ("bcc", "bpftrace")
 MODES = ("untraced", "bcc", "bpftrace", "strace")
 FDS_MODES = ("untraced", "bcc", "bcc-fds")  # "<backend>-fds": `record --fds`
-# "<backend>-noenv": `record --env none` (plain "bcc" records the default --env set)
-ENV_MODES = ("untraced", "bcc-noenv", "bcc")
+# "<backend>-env": `record --env tests` (the test runners' variables; off by default)
+ENV_MODES = ("untraced", "bcc", "bcc-env")
 
 
 def backend_of(mode: str) -> str:
-    """The recorder behind a mode ("bcc-fds", "bcc-noenv" -> "bcc"), or the mode itself."""
-    return mode.removesuffix("-fds").removesuffix("-noenv")
+    """The recorder behind a mode ("bcc-fds", "bcc-env" -> "bcc"), or the mode itself."""
+    return mode.removesuffix("-fds").removesuffix("-env")
 END_GRACE = 20.0  # a tracer still running this long after its workload ended is stopped
 
 
@@ -237,8 +237,8 @@ class Runner:
                "--backend", backend_of(mode)]
         if mode.endswith("-fds"):
             cmd.append("--fds")
-        if mode.endswith("-noenv"):
-            cmd += ["--env", "none"]
+        if mode.endswith("-env"):
+            cmd += ["--env", "tests"]
         if buffer_pages is not None:
             cmd += ["--buffer-pages", str(buffer_pages)]
         return [*cmd, "--", *inner]
@@ -615,16 +615,15 @@ def section_fds(runner: Runner, modes: list[str], runs: int, n: int, configure_r
 
 def section_env(runner: Runner, modes: list[str], runs: int, n: int, configure_runs: int,
                 package: str | None) -> dict[str, Any]:
-    """What the default `record --env` set costs (BCC): untraced, bcc --env none and bcc
-    (the defaults) in rotation on the two storms and on ./configure.  Every run gets
+    """What `record --env tests` costs (BCC): untraced, bcc and bcc --env tests in rotation on the two storms and on ./configure.  Every run gets
     PYTEST_CURRENT_TEST, so each exec also copies one value (as under pytest)."""
     out: dict[str, Any] = {}
     if "bcc" not in modes:
         print("\n--env: bcc not available, nothing measured")
         return out
     emodes = [m for m in ENV_MODES if m == "untraced" or m in runner.probe([m])]
-    if "bcc-noenv" not in emodes:
-        print(f"\n--env: bcc --env none not available: {runner.unavailable.get('bcc-noenv')}")
+    if "bcc-env" not in emodes:
+        print(f"\n--env: bcc --env tests not available: {runner.unavailable.get('bcc-env')}")
         return out
     saved = os.environ.get("PYTEST_CURRENT_TEST")
     os.environ["PYTEST_CURRENT_TEST"] = "bench/record_bench.py::test_env (call)"
@@ -642,17 +641,17 @@ def section_env(runner: Runner, modes: list[str], runs: int, n: int, configure_r
             print(f"  env {label}: {title}", file=sys.stderr)
             rs = rotate(runner, emodes, workload, k, cwd)
             s = summarize(rs, runner.fixed_cpu)
-            vs = summarize({"bcc-noenv": rs["bcc-noenv"], "bcc": rs["bcc"]}, runner.fixed_cpu,
-                           base="bcc-noenv")["bcc"]
+            vs = summarize({"bcc": rs["bcc"], "bcc-env": rs["bcc-env"]}, runner.fixed_cpu,
+                           base="bcc")["bcc-env"]
             out[label] = {"title": title, "summary": s, "env_vs_noenv": vs,
                           "runs": {m: [asdict(r) for r in v] for m, v in rs.items()}}
-            print_overhead(f"--env defaults, {title}", s, {}, expect_true=expect)
-            print(f"  {'bcc / bcc --env none':<21} ratio {fmt(vs.get('ratio'), '.4f')}, paired "
+            print_overhead(f"--env tests, {title}", s, {}, expect_true=expect)
+            print(f"  {'bcc --env tests / bcc':<21} ratio {fmt(vs.get('ratio'), '.4f')}, paired "
                   f"median {fmt(vs.get('paired_ratio_median'), '.4f')} (min "
                   f"{fmt(vs.get('paired_ratio_min'), '.3f')}, max "
                   f"{fmt(vs.get('paired_ratio_max'), '.3f')}); bytes per exec "
-                  f"{fmt(s['bcc-noenv'].get('rec_bytes_per_exec'), '.0f')} -> "
-                  f"{fmt(s['bcc'].get('rec_bytes_per_exec'), '.0f')}")
+                  f"{fmt(s['bcc'].get('rec_bytes_per_exec'), '.0f')} -> "
+                  f"{fmt(s['bcc-env'].get('rec_bytes_per_exec'), '.0f')}")
     finally:
         if saved is None:
             os.environ.pop("PYTEST_CURRENT_TEST", None)

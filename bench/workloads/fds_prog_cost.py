@@ -16,8 +16,8 @@ Configurations: ``off`` (the recorder's program, WITH_FDS=0), ``fds``
 with WITH_FDS=1 and the same flags (to try a change to the fd loop without
 touching bpf_programs/).  Rotated, ``--runs`` times; medians.
 
-``--env``: ``env-none`` (``record --env none``) against ``env-defaults`` (the
-default ``--env`` set), both without --fds, the storm alone; each process gets
+``--env``: ``env-none`` (``record`` without ``--env``) against ``env-tests``
+(``record --env tests``, the runners' set), both without --fds, the storm alone; each process gets
 PYTEST_CURRENT_TEST (one value copied per exec, as under pytest) and, per
 ``--extra-vars`` count, that many more variables (the search is linear in them).
 
@@ -140,7 +140,7 @@ def main() -> int:
     ap.add_argument("--program", action="append", default=[], metavar="NAME=PATH",
                     help="also measure this BPF C source (WITH_FDS=1)")
     ap.add_argument("--env", action="store_true",
-                    help="measure `record --env` instead: --env none against the default set "
+                    help="measure `record --env` instead: no --env against --env tests "
                     "(no --fds); each process gets PYTEST_CURRENT_TEST")
     ap.add_argument("--extra-vars", default="0",
                     help="with --env: variables added to the workload's environment, one "
@@ -152,13 +152,13 @@ def main() -> int:
     from proctrace_bcc.programs import program_path
 
     os.environ["BCC_KERNEL_SOURCE"] = str(find_header_tree().path)
-    from proctrace_bcc.envvars import DEFAULTS
+    from proctrace_bcc.envvars import RUNNERS
 
     configs: list[tuple[str, bool, Path | None]] = [("off", False, None), ("fds", True, None)]
     envs: dict[str, tuple[str, ...]] = {}
     if args.env:
-        configs = [("env-none", False, None), ("env-defaults", False, None)]
-        envs = {"env-defaults": DEFAULTS}
+        configs = [("env-none", False, None), ("env-tests", False, None)]
+        envs = {"env-tests": RUNNERS}
     tmp = Path(tempfile.mkdtemp(prefix="fds_prog_cost."))
     for spec in args.program:
         name, _, path = spec.partition("=")

@@ -3,7 +3,8 @@
 Real runners (pytest from the venv, Debian's bats) record their test names per exec;
 a secret-looking variable in CMD's environment never reaches the recording file (its
 bytes are searched); a value that is not UTF-8 round-trips; one longer than the
-bound (PT_ENV_MAX) is cut and flagged; `--env none` records nothing.
+bound (PT_ENV_MAX) is cut and flagged; without --env (or with `--env none`) nothing
+is recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from proctrace_bcc.backends.abi import PT_ENV_MAX
-from proctrace_bcc.envvars import DEFAULTS
+from proctrace_bcc.envvars import RUNNERS
 from proctrace_bcc.events import Exec, from_bytes
 from tests.support import unavailable
 
@@ -63,14 +64,14 @@ def test_pytest_names_per_exec(tmp_path: Path) -> None:
     f = tmp_path / "test_names.py"
     f.write_text(PYTEST_FILE)
     res = run_record(tmp_path, "bcc", [sys.executable, "-m", "pytest", "-q", "-p",
-                                       "no:cacheprovider", str(f)])
+                                       "no:cacheprovider", str(f)], "--env", "tests")
     assert res.rc == 0, res.stdout + res.stderr
     for name in ("first", "second"):
         (ex,) = _execs(res, f"marker-{name}")
         assert ex.env is not None
         assert ex.env["PYTEST_CURRENT_TEST"] == f"test_names.py::test_{name} (call)"
     assert res.rec.header is not None
-    assert res.rec.header.options["env"] == list(DEFAULTS)
+    assert res.rec.header.options["env"] == list(RUNNERS)
 
 
 def test_bats_names_per_exec(tmp_path: Path) -> None:
@@ -78,7 +79,7 @@ def test_bats_names_per_exec(tmp_path: Path) -> None:
         unavailable("kernel", "bats not installed (apt-get install bats)")
     f = tmp_path / "names.bats"
     f.write_text(BATS_FILE)
-    res = run_record(tmp_path, "bcc", ["bats", str(f)])
+    res = run_record(tmp_path, "bcc", ["bats", str(f)], "--env", "tests")
     assert res.rc == 0, res.stdout + res.stderr
     for number, marker in ((1, "marker-one"), (2, "marker-two")):
         (ex,) = _execs(res, marker)
@@ -97,15 +98,15 @@ def test_only_chosen_variables_reach_the_file(tmp_path: Path) -> None:
     env = {"AWS_SECRET_ACCESS_KEY": secret, "MY_PRIVATE_TOKEN": custom, "FOO": "chosen",
            # a name that starts like a chosen one, and a chosen name's prefix
            "FOOBAR": f"{secret}-x", "FO": f"{secret}-y"}
-    res = run_record(tmp_path, "bcc", ["sh", "-c", "/bin/true; /bin/echo done"], "--env", "FOO",
-                     env=env)
+    res = run_record(tmp_path, "bcc", ["sh", "-c", "/bin/true; /bin/echo done"], "--env", "tests",
+                     "--env", "FOO", env=env)
     assert res.rc == 0, res.stderr
     data = res.path.read_bytes()
     assert secret.encode() not in data and custom.encode() not in data
     (ex,) = _execs(res, "done")
     assert ex.env is not None and ex.env["FOO"] == "chosen"
-    assert set(ex.env) <= {*DEFAULTS, "FOO"}
-    assert res.rec.header is not None and res.rec.header.options["env"] == [*DEFAULTS, "FOO"]
+    assert set(ex.env) <= {*RUNNERS, "FOO"}
+    assert res.rec.header is not None and res.rec.header.options["env"] == [*RUNNERS, "FOO"]
 
 
 def test_bytes_and_bound(tmp_path: Path) -> None:
@@ -126,8 +127,10 @@ def test_bytes_and_bound(tmp_path: Path) -> None:
     assert res.rec.header is not None and res.rec.header.options["env"] == ["FOO", "BIG"]
 
 
-def test_env_none_records_no_environment(tmp_path: Path) -> None:
-    res = run_record(tmp_path, "bcc", ["/bin/echo", "plain"], "--env", "none",
+@pytest.mark.parametrize("args", [(), ("--env", "tests", "--env", "none")],
+                         ids=["default", "env-none"])
+def test_no_env_records_no_environment(tmp_path: Path, args: tuple[str, ...]) -> None:
+    res = run_record(tmp_path, "bcc", ["/bin/echo", "plain"], *args,
                      env={"PYTEST_CURRENT_TEST": "x.py::t (call)"})
     assert res.rc == 0, res.stderr
     (ex,) = _execs(res, "plain")

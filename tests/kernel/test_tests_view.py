@@ -150,7 +150,7 @@ def _pytest(tmp_path: Path, *args: str) -> None:
     # CMD inherits this test's own PYTEST_CURRENT_TEST: a test outside the recording
     res = run_record(tmp_path, "bcc", [sys.executable, "-m", "pytest", "-q", "-p",
                                        "no:cacheprovider", *args, str(f)],
-                     env={"SIDE": str(side)})
+                     "--env", "tests", env={"SIDE": str(side)})
     assert res.rc == 0, res.stdout + res.stderr
     att = _check(res, side)
     by_name = {t.name: t for t in att.tests}

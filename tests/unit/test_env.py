@@ -9,25 +9,27 @@ from proctrace_bcc.backends import abi
 from proctrace_bcc.backends.bcc.decode import split_env
 from proctrace_bcc.backends.bcc.program import env_maps
 from proctrace_bcc.codec import dumps_event, event_from_obj, fast_event
-from proctrace_bcc.envvars import DEFAULTS, choose
+from proctrace_bcc.envvars import RUNNERS, choose
 from proctrace_bcc.errors import UsageError
 from proctrace_bcc.events import Exec, from_bytes
 
 
 def test_choose() -> None:
-    assert choose(None) == DEFAULTS
-    assert choose(["FOO", "FOO"]) == (*DEFAULTS, "FOO")
+    assert choose(None) == ()  # off by default (its cost: docs/benchmarks.md)
+    assert choose(["tests"]) == RUNNERS
+    assert choose(["FOO", "FOO"]) == ("FOO",)
+    assert choose(["tests", "FOO", "PYTEST_CURRENT_TEST"]) == (*RUNNERS, "FOO")
     assert choose(["none"]) == ()
-    assert choose(["FOO", "none", "BAR"]) == ("FOO", "BAR")
+    assert choose(["tests", "FOO", "none", "BAR"]) == ("BAR",)
     for bad in ("", "1X", "A=B", "A B", "X" * 64):
         with pytest.raises(UsageError):
             choose(["none", bad])
     with pytest.raises(UsageError):
-        choose([f"V{i}" for i in range(abi.PT_ENV_NAMES - len(DEFAULTS) + 1)])
+        choose(["tests", *(f"V{i}" for i in range(abi.PT_ENV_NAMES - len(RUNNERS) + 1))])
 
 
 def test_maps_hash_only_bytes_every_name_has() -> None:
-    names = ("X", *DEFAULTS)
+    names = ("X", *RUNNERS)
     conf, lengths = env_maps(names)
     assert lengths == {f"{n}=".encode(): len(n) + 1 for n in names}
     # the hash reads as many bytes as the shortest "NAME=" ("X=": 2)
