@@ -24,9 +24,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from proctrace_bcc.attribution import attribute, select
 from proctrace_bcc.codec import Slow, event_from_obj
-from proctrace_bcc.errors import RecordingError
-from proctrace_bcc.events import EVENT_TYPES, End, Fork, Lost
+from proctrace_bcc.errors import RecordingError, UsageError
+from proctrace_bcc.events import EVENT_TYPES, End, Fork, Header, Lost, SetPGID
 from proctrace_bcc.lineage import GLOBAL_KINDS, Subtree, first_fork_child, select_pid
 from proctrace_bcc.membership import Light, Membership
 from proctrace_bcc.read import DIRECT, Reader, Recording, Source, warn_unfinished
@@ -48,8 +49,10 @@ class Analysis:
     """
 
     def __init__(self, source: Source, root_pid: int | None = None, *,
-                 order: str = DIRECT, tree: bool = True, info: bool = False) -> None:
+                 order: str = DIRECT, tree: bool = True, info: bool = False,
+                 keep: TestSelection | None = None) -> None:
         self.reader = Reader(source)
+        self.keep = keep  # --test: only the events of its processes are members
         self.tree = tree
         self.name = self.reader.name
         self.order = order
@@ -98,6 +101,7 @@ class Analysis:
         n = 0
         last = self.last
         selecting = self.select_pid is not None
+        keep = self.keep.has if self.keep is not None else None
         for chunk in self.reader.chunks(self.order):
             if not chunk:
                 continue
@@ -117,9 +121,11 @@ class Analysis:
                     raise self._error(lineno, exc) from None
                 if collect:
                     # lineage.Subtree.has, inlined
-                    ap((ts, lineno, tag, body, owner,
-                        (not selecting) or (owner in members if owner is not None
-                                            else tag in GLOBAL_KINDS)))
+                    member = (not selecting) or (owner in members if owner is not None
+                                                 else tag in GLOBAL_KINDS)
+                    if keep is not None and owner is not None and member:
+                        member = keep(owner.pid, ts)
+                    ap((ts, lineno, tag, body, owner, member))
             last = max(last, chunk[-1][0])  # chunks are sorted
             yield out
         self.last = last
@@ -174,6 +180,7 @@ class Analysis:
             raise RuntimeError("Analysis(tree=False) has no tree")
         h = r.header
         procs = b.processes
+        last = self.last
         if self.select_pid is not None:
             root = b.root
             assert root is not None
@@ -181,12 +188,14 @@ class Analysis:
             processes = [p for p in procs if p in members]
             roots = [root]
             start = root.start
+            if self.explicit_root:
+                last = subtree_end(root, processes, h, last)
         else:
             processes = procs
             roots = [p for p in procs if p.parent is None]
             start = self.first if self.first is not None else 0
         tree = ProcessTree(processes=processes, roots=roots, header=h, start=start,
-                           end=self.last, lost=self.lost, end_event=self.end_event,
+                           end=last, lost=self.lost, end_event=self.end_event,
                            lost_events=self.lost_events)
         rec = Recording(self.name, h, [], r.warnings, r.converted)
         return rec, tree
@@ -212,6 +221,63 @@ def release_tree(processes: Iterable[Process]) -> None:
     for p in processes:
         p.parent = None
         p.children = []
+
+
+def subtree_end(root: Process, processes: list[Process], h: Header | None, end: int) -> int:
+    """Where a `-p` subtree of a recording of CMD ends: its last exit (`end`, the
+    recording's, if one of it still ran); `end` for CMD's own tree, and in a recording
+    without CMD (system-wide: its `ingest` cut ends there too)."""
+    if h is None or h.root_pid is None or root.pid == h.root_pid:
+        return end
+    return max(p.end_time(end) for p in processes)
+
+
+class TestSelection:
+    """`analyze --test TEXT`: the processes attributed to the tests TEXT names
+    (:func:`proctrace_bcc.attribution.select`) and their descendants, in every mode.
+
+    Tree modes get :meth:`tree`; event modes the events whose process is selected;
+    the streaming modes (which track processes without the tree) :meth:`has`: an
+    event of pid P at time t belongs to a selected process if one with that pid ran
+    then."""
+
+    def __init__(self, tree: ProcessTree, text: str) -> None:
+        chosen, self.keep = select(tree, text)
+        if not chosen:
+            names = ", ".join(repr(t.name) for t in attribute(tree).tests[:20])
+            raise UsageError(f"--test {text!r}: no test of this recording matches "
+                             f"({'tests: ' + names if names else 'it has no test'})")
+        self.spans: dict[int, list[tuple[int, int]]] = {}
+        for p in self.keep:
+            self.spans.setdefault(p.pid, []).append((p.start, p.end_time(tree.end)))
+
+    def has(self, pid: int, t: int) -> bool:
+        return any(a <= t <= b for a, b in self.spans.get(pid, ()))
+
+    def tree(self, tree: ProcessTree) -> ProcessTree:
+        keep = self.keep
+        processes = [p for p in tree.processes if p in keep]
+        return ProcessTree(processes=processes,
+                           roots=[p for p in processes if p.parent not in keep],
+                           header=tree.header, start=min(p.start for p in processes),
+                           end=tree.end, lost=tree.lost, end_event=tree.end_event,
+                           lost_events=tree.lost_events)
+
+
+def restrict_test(rec: Recording, tree: ProcessTree, text: str | None
+                  ) -> tuple[Recording, ProcessTree]:
+    """restrict()'s result narrowed to `--test TEXT` (unchanged without)."""
+    if text is None:
+        return rec, tree
+    sel = TestSelection(tree, text)
+    events = []
+    for ev in rec.events:
+        # the process an event belongs to (tree._Builder.add): a Fork's is its child
+        pid = (ev.child_pid if isinstance(ev, Fork) else ev.target_pid
+               if isinstance(ev, SetPGID) else getattr(ev, "pid", None))
+        if ev.KIND in GLOBAL_KINDS or (type(pid) is int and sel.has(pid, ev.timestamp)):
+            events.append(ev)
+    return Recording(rec.path, rec.header, events, rec.warnings, rec.legacy), sel.tree(tree)
 
 
 def restrict(rec: Recording, root_pid: int | None) -> tuple[Recording, ProcessTree]:
@@ -243,8 +309,10 @@ def restrict(rec: Recording, root_pid: int | None) -> tuple[Recording, ProcessTr
     sub.root = root
     sub.members = set(root.walk())
     events = [ev for ev, o in zip(rec.events, owners, strict=True) if sub.has(o, ev.KIND)]
-    subtree = ProcessTree(processes=[p for p in tree.processes if p in sub.members],
-                          roots=[root], header=h, start=root.start, end=tree.end,
+    processes = [p for p in tree.processes if p in sub.members]
+    end = tree.end if root_pid is None else subtree_end(root, processes, h, tree.end)
+    subtree = ProcessTree(processes=processes,
+                          roots=[root], header=h, start=root.start, end=end,
                           lost=tree.lost, end_event=tree.end_event,
                           lost_events=tree.lost_events)
     return Recording(rec.path, h, events, rec.warnings, rec.legacy), subtree

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import IO
 
 from proctrace_bcc import safe_open
-from proctrace_bcc.analysis import Analysis, release_tree, restrict
+from proctrace_bcc.analysis import Analysis, TestSelection, release_tree, restrict, restrict_test
 from proctrace_bcc.errors import ProctraceError
 from proctrace_bcc.read import ORDERS, OutOfOrder, Source, read_recording
-from proctrace_bcc.render.registry import Renderer, StreamRenderer, renderer
+from proctrace_bcc.render.registry import Renderer, StreamRenderer, View, renderer
 from proctrace_bcc.tree import Process, ProcessTree
 
 
@@ -34,20 +34,28 @@ def _encode(chunk: str | bytes) -> bytes:
         return chunk.encode("utf-8", "backslashreplace")
 
 
-def _write(r: Renderer, src: Source, root_pid: int | None, order: str, color: bool,
-           sink: OutputSink) -> list[str]:
+def _write(r: Renderer, src: Source, root_pid: int | None, order: str, view: View,
+           sink: OutputSink, test: str | None = None) -> list[str]:
     """One attempt at the whole output; returns the reader's warnings."""
     if isinstance(r, StreamRenderer):
-        an = Analysis(src, root_pid, order=order, tree=False, info=r.info)
+        keep = None
+        if test is not None:  # the tree first: which processes the test has
+            pre = Analysis(src, root_pid, order=order)
+            try:
+                pre.run()
+                keep = TestSelection(pre.finish()[1], test)
+            finally:
+                pre.release()
+        an = Analysis(src, root_pid, order=order, tree=False, info=r.info, keep=keep)
         try:
             sink.write_all(r.run(an))
         finally:
             an.release()
         return an.warnings
     if r.events:
-        rec, tree = restrict(read_recording(src), root_pid)
+        rec, tree = restrict_test(*restrict(read_recording(src), root_pid), test)
         try:
-            sink.write_all(r.run(rec, tree, color))
+            sink.write_all(r.run(rec, tree, view))
         finally:
             release_tree(build_tree_roots(tree))
         return rec.warnings
@@ -55,7 +63,9 @@ def _write(r: Renderer, src: Source, root_pid: int | None, order: str, color: bo
     try:
         an.run()
         rec, tree = an.finish()
-        sink.write_all(r.run(rec, tree, color))
+        if test is not None:
+            tree = TestSelection(tree, test).tree(tree)
+        sink.write_all(r.run(rec, tree, view))
     finally:
         an.release()
     return rec.warnings
@@ -164,17 +174,28 @@ def use_color(output: Path | None) -> bool:
             and os.environ.get("TERM") != "dumb")
 
 
-def analyze(input: str, output: Path | None, mode: str, root_pid: int | None) -> None:
-    """Render `input` (a path or '-') in `mode` to `output` (None: stdout)."""
+def output_view(output: Path | None, wide: bool, full: bool) -> View:
+    """Colours and width when the output is our terminal (`wide`: lines kept whole);
+    `full`: tables unbounded."""
+    if output is not None or not sys.stdout.isatty():
+        return View(full=full)
+    width = None if wide else shutil.get_terminal_size().columns
+    return View(use_color(output), width, full)
+
+
+def analyze(input: str, output: Path | None, mode: str, root_pid: int | None,
+            wide: bool = False, full: bool = False, test: str | None = None) -> None:
+    """Render `input` (a path or '-') in `mode` to `output` (None: stdout); `test`:
+    only the processes of the tests it names (analysis.TestSelection)."""
     r = renderer(mode)
-    color = use_color(output)
+    view = output_view(output, wide, full)
     was_enabled = gc.isenabled()
     gc.disable()  # millions of long-lived objects: collections would only cost time
     try:
         with Source(input) as src:
             sink = OutputSink(output)
             try:
-                warnings = _run(r, src, root_pid, color, sink)
+                warnings = _run(r, src, root_pid, view, sink, test)
                 sink.commit()
             finally:
                 sink.discard()
@@ -185,11 +206,11 @@ def analyze(input: str, output: Path | None, mode: str, root_pid: int | None) ->
         sys.stderr.write(f"proctrace-bcc: warning: {w}\n")
 
 
-def _run(r: Renderer, src: Source, root_pid: int | None, color: bool,
-         sink: OutputSink) -> list[str]:
+def _run(r: Renderer, src: Source, root_pid: int | None, view: View,
+         sink: OutputSink, test: str | None = None) -> list[str]:
     for order in ORDERS:
         try:
-            return _write(r, src, root_pid, order, color, sink)
+            return _write(r, src, root_pid, order, view, sink, test)
         except OutOfOrder:
             sink.reset()  # start again, tolerating more disorder
     raise AssertionError("unreachable: the last order sorts everything")

@@ -47,7 +47,7 @@ def _bpftrace() -> Check:
 
 
 def _program_cache() -> Check:
-    """Whether `record` (descendants of CMD, without and with --fds) starts warm."""
+    """Whether `record` (descendants of CMD, without and with --fds; no --env) starts warm."""
     from proctrace_bcc import envvars
     from proctrace_bcc.backends.base import BackendConfig
     from proctrace_bcc.backends.bcc import cache, program
@@ -114,10 +114,10 @@ def choose(cs: list[Check]) -> tuple[str | None, str]:
         missing = [n for n in ("BCC python module", "kernel header tree (for BCC to compile)")
                    if not ok[n]]
         return "bpftrace", f"BCC cannot run ({', '.join(missing)}); bpftrace can"
-    return None, "no backend can record here: fix the failed checks above"
     if not ok["root (CAP_BPF, CAP_PERFMON)"]:
         return None, ("not as this user: recording needs root, and some checks only root "
                       "can make; run `sudo proctrace-bcc doctor` for the failed checks above")
+    return None, "no backend can record here: fix the failed checks above"
 
 
 def run_doctor() -> int:

@@ -77,7 +77,7 @@ class RecordOptions:
     print_bpf: bool = False
     kill_leftovers: bool = False
     cache: bool = True  # BCC: load the compiled program from the cache (--no-cache: compile)
-    # record --env options as given (envvars.choose: the runners' defaults, plus names, or none)
+    # record --env options as given (envvars.choose: names, `tests` for the runners' set)
     env: list[str] | None = None
     # For tests and embedding: where status/warnings go.
     stderr: TextIO | None = field(default=None, repr=False)
@@ -442,8 +442,7 @@ class Recorder:
         # After a write failure End says so, counting what was not written as lost.
         failed = writer.failed is not None
         kept = writer.write_last(End(end_ts, StopReason.WRITE_ERROR if failed else reason,
-                                     running, status,
-                                     self.lost + writer.unwritten))
+                                     running, status, self.lost + writer.unwritten))
         if writer.failed is not None:
             self._note_write_error(writer)
             self._say(f"error: the recording {writer.path} is incomplete: "

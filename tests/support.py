@@ -21,6 +21,20 @@ JS_DIR = REPO / "tests" / "js"
 REQUIRE_ENV = {"kernel": "PROCTRACE_REQUIRE_KERNEL", "browser": "PROCTRACE_REQUIRE_BROWSER"}
 
 
+def read_to_eof(fd: int) -> bytes:
+    """Everything a pty's master side gives until its last slave closes (EIO then)."""
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
 def scaled(seconds: float) -> float:
     """A wall-clock limit of a test, times PROCTRACE_TEST_TIMEOUT_SCALE (VM guests
     under software emulation run 10-40x slower than this machine)."""

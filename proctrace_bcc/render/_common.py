@@ -82,6 +82,9 @@ def subtree_title(tree: ProcessTree) -> str | None:
 
 def header_command(tree: ProcessTree, rows: list[Process]) -> str:
     h = tree.header
+    sub = subtree_title(tree)
+    if sub is not None:
+        return sub
     if h is not None and h.command:
         return oneline(join_cmdline(h.command))
     return oneline(rows[0].command) if rows else ""

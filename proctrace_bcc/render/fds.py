@@ -11,8 +11,6 @@ the words of the holding states (:data:`SINCE_WORDS`, :data:`UNTIL_WORDS`,
 
 from __future__ import annotations
 
-import os
-import re
 import textwrap
 from collections.abc import Iterator, Sequence
 from enum import IntEnum
@@ -26,6 +24,7 @@ from proctrace_bcc.fds import (
     Line,
     Segment,
     Since,
+    TestRef,
     Until,
     analyze_fds,
     fd_list,
@@ -36,78 +35,24 @@ from proctrace_bcc.fds import (
 from proctrace_bcc.hang import analyze_hang, hang_sentences, heading
 from proctrace_bcc.read import Recording
 from proctrace_bcc.render import oneline, shell_argv
-from proctrace_bcc.tree import ExecSpan, Process, ProcessTree
+from proctrace_bcc.render._common import subtree_title
+from proctrace_bcc.render.names import image, label, name, program_words
+from proctrace_bcc.render.tests import test_words
+from proctrace_bcc.tree import Process, ProcessTree
 
 NEEDS_EVENTS = False
+CHANNELS_MAX = 20  # pipes and sockets tabled without --all
+HOLDERS_MAX = 20  # holders per table without --all
 
-LABEL_MAX = 60
 # Why "none": the leak rule in one sentence (docs/fds.md; the HTML report says it too).
 NO_LEAKS = ("no process kept an inherited pipe or socket open long after the process it "
             "came from had exited while another waited on the other end, nor one at fd 3 "
             "and up when the recording ended")
 
-_INTERPRETERS = re.compile(
-    r"^(?:sh|bash|dash|zsh|ksh|mksh|ash|fish|perl[0-9.]*|ruby[0-9.]*|node|nodejs|"
-    r"python[0-9.]*|pypy[0-9.]*|tclsh[0-9.]*|lua[0-9.]*|php[0-9.]*)$")
-_ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 # ---------------------------------------------------------------------------
 # Naming processes for people
-
-
-def _image(p: Process, t: int | None = None) -> ExecSpan | None:
-    """The program image `p` runs at time t (default: its last): its exec, else its parent's."""
-    q: Process | None = p
-    while q is not None:
-        spans = [e for e in q.execs if t is None or e.timestamp <= t]
-        if spans:
-            return spans[-1]
-        t, q = q.start, q.parent
-    return None
-
-
-def _words(p: Process, t: int | None = None) -> tuple[str, list[str]]:
-    """(program name, its arguments) as a person would say them.
-
-    ``bash /usr/libexec/bats-core/bats x.bats`` is ``bats x.bats``; ``env A=1 make``
-    is ``make``; ``python3 -m pytest -q`` is ``pytest -q``; ``bash -c CMD`` stays.
-    """
-    img = _image(p, t)
-    if img is None:
-        return (p.command or f"<pid {p.pid}>"), []
-    argv = list(img.argv) if img.argv else img.cmdline.split(" ")
-    if not argv:
-        return img.cmdline or f"<pid {p.pid}>", []
-    for _ in range(3):
-        base = os.path.basename(argv[0])
-        if base == "env":
-            rest = argv[1:]
-            while rest and (rest[0].startswith("-") or _ENV_ASSIGN.match(rest[0])):
-                rest = rest[1:]
-            if not rest:
-                break
-            argv = rest
-            continue
-        if _INTERPRETERS.match(base) and len(argv) > 1:
-            if not argv[1].startswith("-"):
-                argv = argv[1:]
-            elif base.startswith(("python", "pypy")) and argv[1] == "-m" and len(argv) > 2:
-                argv = argv[2:]
-        break
-    return os.path.basename(argv[0]) or argv[0], argv[1:]
-
-
-def name(p: Process) -> str:
-    """The program's short name: ``sleep``, ``bats``, ``bats-exec-test``."""
-    return oneline(_words(p)[0])
-
-
-def label(p: Process) -> str:
-    """The short name and arguments, at most LABEL_MAX characters: ``sleep 300``."""
-    prog, args = _words(p)
-    s = oneline(" ".join([prog, *args]))
-    return s if len(s) <= LABEL_MAX else s[:LABEL_MAX - 1] + "…"
 
 
 def who(p: Process, fds: Sequence[int] | None = None, full: bool = False,
@@ -123,9 +68,13 @@ def who(p: Process, fds: Sequence[int] | None = None, full: bool = False,
         inner += f", {fd_list(fds)}"
     if note:
         inner += f", {note}"
+    if image(p) is None and not p.command:
+        # known only as a parent (the shell that ran `record`): its pid is its name
+        return f"pid {p.pid}" + (f" ({inner.removeprefix(f'pid {p.pid}, ')})"
+                                 if inner != f"pid {p.pid}" else "")
     shown = label(p) if full else name(p)
     if at is not None:
-        then = oneline(_words(p, at)[0])
+        then = oneline(program_words(p, at)[0])
         if then != name(p):
             shown = then
             inner += f", later {name(p)}"
@@ -136,6 +85,8 @@ def words(seg: Segment) -> str:
     """A segment of a finding in words: its text, or the process it names."""
     if isinstance(seg, str):
         return seg
+    if isinstance(seg, TestRef):
+        return test_words(seg.test)
     if seg.bare:
         return name(seg.process)
     return who(seg.process, seg.fds, full=seg.full, at=seg.at, note=seg.note)
@@ -198,10 +149,17 @@ def _until(h: Holding, t0: int) -> str:
 
 
 def channel_lines(ch: Channel, t0: int, leakers: set[int],
-                  waiters: set[tuple[int, int]]) -> list[str]:
+                  waiters: set[tuple[int, int]], full: bool = True) -> list[str]:
+    """A pipe's or socket's table; unless `full`, its first HOLDERS_MAX holders (those
+    marked leaked or waiting first), then how many more."""
     lines = [f"{ch.name}  {opener_words(ch)}"]
     rows = [("pid", "fds", "end", "from", "until", "command")]
-    for h in ch.holders:
+    holders = ch.holders
+    if not full and len(holders) > HOLDERS_MAX:
+        marked = [h for h in holders
+                  if id(h.process) in leakers or (id(ch), id(h.process)) in waiters]
+        holders = (marked + [h for h in holders if h not in marked])[:HOLDERS_MAX]
+    for h in holders:
         p = h.process
         mark = (Mark.LEAKED if id(p) in leakers
                 else Mark.WAITING if (id(ch), id(p)) in waiters else Mark.NONE)
@@ -212,6 +170,9 @@ def channel_lines(ch: Channel, t0: int, leakers: set[int],
     for r in rows:
         cells = [r[0].rjust(widths[0]), *(r[i].ljust(widths[i]) for i in range(1, 5)), r[5]]
         lines.append("    " + "  ".join(cells).rstrip())
+    if len(holders) < len(ch.holders):
+        lines.append(f"    … and {len(ch.holders) - len(holders):,} more holders "
+                     "(--all lists them)")
     return lines
 
 
@@ -219,10 +180,12 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
-def report_lines(rep: FdReport, tree: ProcessTree) -> Iterator[str]:
+def report_lines(rep: FdReport, tree: ProcessTree, full: bool = True) -> Iterator[str]:
+    """The report; unless `full`, the table of pipes and sockets is bounded
+    (CHANNELS_MAX, HOLDERS_MAX each), the leaks are always all there."""
     t0 = tree.start
     h = tree.header
-    cmd = shell_argv(h.command) if h is not None and h.command else ""
+    cmd = subtree_title(tree) or (shell_argv(h.command) if h is not None and h.command else "")
     if not rep.has_data:
         yield "No descriptor data in this recording: record it with `proctrace-bcc record --fds`."
         return
@@ -244,14 +207,25 @@ def report_lines(rep: FdReport, tree: ProcessTree) -> Iterator[str]:
         yield from textwrap.wrap(f"Leaked descriptors: none ({NO_LEAKS})", 80)
     yield ""
     open_end = sum(1 for c in rep.channels if c.open_at_end)
-    yield f"Pipes and sockets: {len(rep.channels)} ({open_end} still open at the end)"
+    outside = sum(1 for c in rep.channels if c.rule == "outside")
+    came = f", {outside} from outside the recording" if outside else ""
+    yield f"Pipes and sockets: {len(rep.channels)} ({open_end} still open at the end{came})"
     leakers = {id(lk.process) for lk in rep.leaks}
     waiters = {(id(ch), id(w.process)) for lk in rep.leaks for ch, w in lk.waiters()}
     leaked = {id(lk.channel) for lk in rep.leaks}
-    order = sorted(rep.channels, key=lambda c: (id(c) not in leaked, not c.open_at_end))
-    for ch in order:
+    # Leaked first, then the recording's own (open at the end first, then the most
+    # shared), then those that came from outside (the terminal's, the CI runner's:
+    # held by nearly everyone).
+    order = sorted(rep.channels, key=lambda c: (id(c) not in leaked, c.rule == "outside",
+                                                not c.open_at_end, -len(c.holders)))
+    shown = order if full else order[:CHANNELS_MAX]
+    for ch in shown:
         yield ""
-        yield from channel_lines(ch, t0, leakers, waiters)
+        yield from channel_lines(ch, t0, leakers, waiters, full)
+    if len(shown) < len(order):
+        yield ""
+        yield (f"… and {len(order) - len(shown):,} more pipes and sockets "
+               "(--all lists them)")
 
 
 def hang_lines(rec: Recording, tree: ProcessTree) -> list[str]:
@@ -263,8 +237,8 @@ def hang_lines(rec: Recording, tree: ProcessTree) -> list[str]:
             *("    " * (depth + 1) + text(line) for depth, line in hang_sentences(rep))]
 
 
-def render(rec: Recording, tree: ProcessTree) -> Iterator[str]:
-    for line in report_lines(analyze_fds(tree), tree):
+def render(rec: Recording, tree: ProcessTree, full: bool = False) -> Iterator[str]:
+    for line in report_lines(analyze_fds(tree), tree, full):
         yield line + "\n"
     hang = hang_lines(rec, tree)
     if hang:

@@ -26,6 +26,7 @@ import base64
 import errno as _errno
 import hashlib
 import html
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -37,11 +38,13 @@ from typing import Any
 import orjson
 
 from proctrace_bcc import __version__
+from proctrace_bcc.attribution import attribute
 from proctrace_bcc.events import display
 from proctrace_bcc.fds import (
     CHANNEL_KINDS,
     Holding,
     Line,
+    TestRef,
     Until,
     analyze_fds,
     leak_sentences,
@@ -73,8 +76,9 @@ from proctrace_bcc.render.fds import (
     holder_command,
     words,
 )
-from proctrace_bcc.render.fds import name as fd_name
-from proctrace_bcc.tree import ProcessTree
+from proctrace_bcc.render.names import label
+from proctrace_bcc.render.names import name as fd_name
+from proctrace_bcc.tree import Process, ProcessTree
 
 
 @cache
@@ -115,6 +119,30 @@ OUTCOME_CODES = _codes({c: {"name": n, "label": w, "failed": c in FAILED} for c,
     (UNKNOWN, "unknown", "exited, status unknown")]})
 
 
+# Failed execs: a PATH miss (ENOENT, then a successful exec of the same name: a shell
+# or `#!/usr/bin/env` trying each PATH entry) or a real failure.
+FAILED_EXEC_CODES = _codes({0: {"name": "failed", "label": "failed exec"},
+                            1: {"name": "miss", "label": "PATH miss (the same name ran "
+                                "from a later PATH entry)"}})
+ROW_NAME_MAX = 120  # characters of a row's short name (the details show the whole argv)
+
+
+def row_name(p: Process) -> str:
+    """A timeline row's name: the short name and arguments (render.names), and
+    ``(fork)`` for a process that never exec'd."""
+    name = label(p, ROW_NAME_MAX)
+    return f"{name} (fork)" if not p.execs and p.fork_time is not None else name
+
+
+def path_misses(p: Process) -> list[bool]:
+    """For each of p's failed execs, whether it was a PATH miss: ENOENT, and p then
+    exec'd a program of the same base name."""
+    ran = [(e.timestamp, os.path.basename(e.filename or "")) for e in p.execs]
+    return [f.errno == _errno.ENOENT and any(
+        t >= f.timestamp and base == os.path.basename(f.filename or "") for t, base in ran)
+        for f in p.failed_execs]
+
+
 def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
     """Everything the page shows, as plain JSON-able data.
 
@@ -138,7 +166,7 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
         "pid", "ppid", "pgid", "sid", "parent", "start", "end", "outcome", "status", "cmd",
         "forked", "span0")}
     ss: dict[str, list[int]] = {"start": [], "end": [], "label": [], "argv": [], "file": []}
-    fe: dict[str, list[int]] = {"row": [], "time": [], "file": [], "error": []}
+    fe: dict[str, list[int]] = {"row": [], "time": [], "file": [], "error": [], "kind": []}
     execs = failed = signaled = running = 0
     for i, p in enumerate(rows):
         oc = outcome(p)
@@ -151,7 +179,7 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
         pp["end"].append(rel(p.end_time(end)))
         pp["outcome"].append(oc)
         pp["status"].append(strings(p.status()))
-        pp["cmd"].append(strings(display(p.command)))
+        pp["cmd"].append(strings(row_name(p)))
         pp["forked"].append(1 if p.fork_time is not None else 0)
         pp["span0"].append(len(ss["start"]))
         for sp in spans(p, end):
@@ -161,7 +189,8 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
             ss["argv"].append(strings(quoted_argv(sp.image)) if sp.image is not None else -1)
             fn = sp.image.filename if sp.image is not None else None
             ss["file"].append(strings(display(fn)) if fn is not None else -1)
-        for f in p.failed_execs:
+        for f, miss in zip(p.failed_execs, path_misses(p), strict=True):
+            fe["kind"].append(1 if miss else 0)
             fe["row"].append(i)
             fe["time"].append(rel(f.timestamp))
             fe["file"].append(strings(display(f.filename)))
@@ -202,7 +231,7 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
         "generator": f"proctrace-bcc {__version__}",
         "summary": summary,
         "end": end - t0,
-        "codes": {"outcome": OUTCOME_CODES},
+        "codes": {"outcome": OUTCOME_CODES, "failed_exec": FAILED_EXEC_CODES},
         "strings": strings.items,
         "processes": pp,
         "spans": ss,
@@ -211,7 +240,41 @@ def report_data(rec: Recording, tree: ProcessTree) -> dict[str, Any]:
     }
     if fds is not None:
         out["fds"] = fds
+    tests = tests_data(tree, index, strings)
+    if tests is not None:
+        out["tests"] = tests
     return out
+
+
+def tests_data(tree: ProcessTree, index: dict[Key, int], strings: _Strings
+               ) -> dict[str, Any] | None:
+    """The tests table (proctrace_bcc.attribution; None: no test seen): one entry per
+    test in run order (``first``: its first process's row), and ``row_test``: each
+    row's test (-1: the suite's), for the timeline's "only this test"."""
+    att = attribute(tree)
+    if not att.tests:
+        return None
+    t0 = tree.start
+    cols: dict[str, list[Any]] = {k: [] for k in (
+        "name", "file", "number", "start", "duration", "procs", "failed", "left", "outcome",
+        "first")}
+    row_test = [-1] * len(index)
+    for i, t in enumerate(att.tests):
+        cols["name"].append(strings(t.name))
+        cols["file"].append(strings(os.path.basename(t.file)) if t.file else -1)
+        cols["number"].append(t.number)
+        cols["start"].append(t.start - t0)
+        cols["duration"].append(t.duration(tree.end))
+        cols["procs"].append(len(t.processes))
+        cols["failed"].append(len(t.failed))
+        cols["left"].append(len(t.leftovers))
+        cols["outcome"].append(strings(t.outcome or ""))
+        cols["first"].append(index.get(t.processes[0].key, -1))
+        for p in t.processes:
+            r = index.get(p.key)
+            if r is not None:
+                row_test[r] = i
+    return {"tests": cols, "row_test": row_test}
 
 
 # ---------------------------------------------------------------------------
@@ -231,7 +294,7 @@ def _segments(line: Line, st: _Strings, index: dict[Key, int]) -> list[int | dic
     """
     pieces: list[str | dict[str, int]] = []
     for g in line:
-        row = None if isinstance(g, str) or g.bare else index.get(g.key)
+        row = None if isinstance(g, (str, TestRef)) or g.bare else index.get(g.key)
         if row is not None:
             pieces.append({"text": st(words(g)), "row": row})
         elif pieces and isinstance(pieces[-1], str):
@@ -416,7 +479,7 @@ collapse &middot; click a row: details</div>
 <div id="tl-wrap"><canvas id="tl"></canvas><div id="tl-spacer"></div></div>
 <div id="details" hidden></div>
 </section>
-@FDS@<section>
+@TESTS@@FDS@<section>
 <h2>Slowest processes <span class="note" id="slowest-note"></span></h2>
 <table id="slowest"><thead><tr><th>pid</th><th>command</th><th>start</th><th>duration</th>\
 <th>exit</th></tr></thead><tbody></tbody></table>
@@ -428,6 +491,14 @@ collapse &middot; click a row: details</div>
 </section>
 <div id="tip" role="tooltip" hidden></div>
 <script type="application/json" id="proctrace-data">"""
+
+_TESTS_SECTION = """<section id="tests-sec">
+<h2>Tests <span class="note" id="tests-note"></span></h2>
+<table id="tests"><thead><tr><th>#</th><th>test</th><th>file</th><th>start</th>\
+<th>duration</th><th>processes</th><th>failed</th><th>left running</th><th>outcome</th>\
+<th>timeline</th></tr></thead><tbody></tbody></table>
+</section>
+"""
 
 _FDS_SECTION = """<section id="fds-sec">
 <h2>Descriptors <span class="note" id="fds-note"></span></h2>
@@ -469,7 +540,8 @@ def render_data(data: dict[str, Any]) -> Iterator[str]:
         title = title[:119] + "…"
     fill = {"HASH": _script_hash(script), "GENERATOR": html.escape(data["generator"]),
             "TITLE": html.escape(title), "CSS": css,
-            "FDS": _FDS_SECTION if "fds" in data else ""}
+            "FDS": _FDS_SECTION if "fds" in data else "",
+            "TESTS": _TESTS_SECTION if "tests" in data else ""}
     yield re.sub(r"@([A-Z]+)@", lambda m: fill[m.group(1)], _PAGE)
     yield json_for_script(data)
     yield _TAIL.replace("\n@JS@", script)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 from proctrace_bcc.read import Recording
 from proctrace_bcc.render import oneline
+from proctrace_bcc.render._common import subtree_title
 from proctrace_bcc.tree import Process, ProcessTree
 
 _ESCAPE = {c: f"#{ord(c)};" for c in ':#;%<>&"'}
@@ -58,7 +59,10 @@ def _outcome(p: Process) -> tuple[str, str]:
 
 def render(rec: Recording, tree: ProcessTree) -> Iterator[str]:
     h = tree.header
-    if h is not None and h.command:
+    sub = subtree_title(tree)
+    if sub is not None:
+        title = "Process Trace of " + sub
+    elif h is not None and h.command:
         title = "Process Trace of " + " ".join(h.command)
     elif tree.roots and tree.roots[0].execs:
         title = "Process Trace of " + tree.roots[0].execs[0].cmdline

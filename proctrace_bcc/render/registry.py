@@ -6,11 +6,11 @@ A mode is one of two kinds:
   (:class:`proctrace_bcc.analysis.Analysis` with ``tree=False``: only which events
   belong to the subtree, :class:`proctrace_bcc.membership.Membership`; ``info`` keeps
   each process's commands); no tree, no event objects (sequential, by-process);
-- :class:`TreeRenderer`: renders ``(Recording, ProcessTree, color)``.  With ``events``,
+- :class:`TreeRenderer`: renders ``(Recording, ProcessTree, View)``.  With ``events``,
   ``Recording.events`` holds every event object of the analysed subtree (html,
   chrome-trace; fds and summary, for the hang snapshot's ProcState events); without,
-  it is empty and the tree is built in a streaming pass (mermaid, tree).  ``color`` is
-  True only when writing to a terminal.
+  it is empty and the tree is built in a streaming pass (mermaid, tree).
+  :class:`View` says how the output is read (a terminal's colours and width, --all).
 
 Renderers yield chunks of text (``bytes`` chunks are written as they are).  Each entry
 calls its module through a typed function, so mypy checks every path.
@@ -35,6 +35,17 @@ Chunks = Iterable[str | bytes]
 
 
 @dataclass(frozen=True, slots=True)
+class View:
+    """How the output is read: colours (a terminal, NO_COLOR unset), the width to fit
+    lines to (a terminal without --wide; None: keep every line whole), and `full`
+    (analyze --all: tables unbounded)."""
+
+    color: bool = False
+    width: int | None = None
+    full: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class StreamRenderer:
     module: str
     run: Callable[[Analysis], Chunks]
@@ -44,7 +55,7 @@ class StreamRenderer:
 @dataclass(frozen=True, slots=True)
 class TreeRenderer:
     module: str
-    run: Callable[[Recording, ProcessTree, bool], Chunks]
+    run: Callable[[Recording, ProcessTree, View], Chunks]
     events: bool  # Recording.events: every event object of the subtree
 
 
@@ -63,37 +74,43 @@ def _by_process(an: Analysis) -> Chunks:
     return by_process.render_stream(an)
 
 
-def _mermaid(rec: Recording, tree: ProcessTree, color: bool) -> Chunks:
+def _mermaid(rec: Recording, tree: ProcessTree, view: View) -> Chunks:
     from proctrace_bcc.render import mermaid
 
     return mermaid.render(rec, tree)
 
 
-def _tree(rec: Recording, tree: ProcessTree, color: bool) -> Chunks:
+def _tree(rec: Recording, tree: ProcessTree, view: View) -> Chunks:
     from proctrace_bcc.render import tree as tree_mod
 
-    return tree_mod.render(rec, tree, color=color)
+    return tree_mod.render(rec, tree, color=view.color, width=view.width)
 
 
-def _html(rec: Recording, tree: ProcessTree, color: bool) -> Chunks:
+def _html(rec: Recording, tree: ProcessTree, view: View) -> Chunks:
     from proctrace_bcc.render import html
 
     return html.render(rec, tree)
 
 
-def _chrome_trace(rec: Recording, tree: ProcessTree, color: bool) -> Chunks:
+def _chrome_trace(rec: Recording, tree: ProcessTree, view: View) -> Chunks:
     from proctrace_bcc.render import chrome_trace
 
     return chrome_trace.render(rec, tree)
 
 
-def _fds(rec: Recording, tree: ProcessTree, color: bool) -> Chunks:
+def _fds(rec: Recording, tree: ProcessTree, view: View) -> Chunks:
     from proctrace_bcc.render import fds
 
-    return fds.render(rec, tree)
+    return fds.render(rec, tree, full=view.full)
 
 
-def _summary(rec: Recording, tree: ProcessTree, color: bool) -> Chunks:
+def _tests(rec: Recording, tree: ProcessTree, view: View) -> Chunks:
+    from proctrace_bcc.render import tests
+
+    return tests.render(rec, tree)
+
+
+def _summary(rec: Recording, tree: ProcessTree, view: View) -> Chunks:
     from proctrace_bcc.render import summary
 
     return summary.render(rec, tree)
@@ -110,6 +127,7 @@ RENDERERS: dict[str, Renderer] = {
     # events: the hang snapshot's ProcState events
     "fds": TreeRenderer("proctrace_bcc.render.fds", _fds, events=True),
     "summary": TreeRenderer("proctrace_bcc.render.summary", _summary, events=True),
+    "tests": TreeRenderer("proctrace_bcc.render.tests", _tests, events=False),
 }
 # Mode name -> renderer module.
 MODES: dict[str, str] = {mode: r.module for mode, r in RENDERERS.items()}

@@ -24,7 +24,14 @@ from proctrace_bcc.fds import Line, analyze_fds, leak_sentences, rel_time
 from proctrace_bcc.hang import analyze_hang, hang_sentences, heading
 from proctrace_bcc.read import Recording
 from proctrace_bcc.render import fmt_duration, oneline, shell_argv, shell_word
-from proctrace_bcc.render._common import NONZERO, SIGNALED, outcome, quoted_argv, tree_rows
+from proctrace_bcc.render._common import (
+    NONZERO,
+    SIGNALED,
+    outcome,
+    quoted_argv,
+    subtree_title,
+    tree_rows,
+)
 from proctrace_bcc.render.fds import words
 from proctrace_bcc.tree import Process, ProcessTree
 
@@ -105,7 +112,7 @@ def summary_lines(rec: Recording, tree: ProcessTree) -> Iterator[str]:
     t0 = tree.start
     rows = tree_rows(tree)
     h = tree.header
-    cmd = shell_argv(h.command) if h and h.command else ""
+    cmd = subtree_title(tree) or (shell_argv(h.command) if h and h.command else "")
     failed = _failed(rows)
     running = [p for p in rows if p.exit is None]
     yield f"## proctrace-bcc: {code(cmd) if cmd else 'recording'}"

@@ -160,7 +160,7 @@ def report_lines(tree: ProcessTree) -> Iterator[str]:
     yield f"Tests{' of ' + what if what else ''}: {', '.join(parts)}"
     if not att.tests:
         yield ("No test seen: no bats-exec-test process and no runner variable "
-               "(record --env) in this recording.")
+               "(`record --env tests` records pytest's and nextest's) in this recording.")
         return
     yield ""
     yield from _table(att, tree, leaks)

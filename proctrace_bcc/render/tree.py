@@ -7,26 +7,38 @@ forked them, even if they were reparented later)::
     ├─ 1001 make test  (2.30 s, exit 2 ✗)
     │  ├─ 1002 cc -c a.c  (120 ms, exit 0)
     │  └─ 1003 sleep 1000  (≥ 1.50 s, never exited ⧗)  [pgid 1003]
-    └─ 1004 (fork) bash ci.sh  (3.0 ms, SIGKILL ✗)
+    └─ 1004 (fork of ci.sh)  (3.0 ms, SIGKILL ✗)
 
 The command is the last program the process ran (``via env, bash`` names earlier
-ones); ``(fork)`` marks a process that never exec'd.  ``[pgid N]`` / ``[sid N]``
+ones); ``(fork of ci.sh)`` marks a process that never exec'd (named by the program it
+inherited, render.names), ``(fork)`` one whose parent's program is unknown.  On a
+terminal each command is cut so that its line fits the width (``analyze --wide``
+keeps them whole); elsewhere (a file, a pipe) lines are whole.  ``[pgid N]`` / ``[sid N]``
 appear when a process's final group or session differs from its parent's at fork.
+A test's first process (proctrace_bcc.attribution: its ``bats-exec-test``, or the first
+process a pytest test started) has a line ``▶ test 'name' (file, test N)`` above it.
 A summary comes first; failed and never-exited processes are listed again at the end.
 Colours (failed red, never exited yellow) only when writing to a terminal.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
+from proctrace_bcc.attribution import attribute
 from proctrace_bcc.read import Recording, unfinished
 from proctrace_bcc.render import errno_name, fmt_duration, oneline
-from proctrace_bcc.render._common import exit_lost
+from proctrace_bcc.render._common import exit_lost, subtree_title
+from proctrace_bcc.render.names import image
+from proctrace_bcc.render.names import name as short_name
+from proctrace_bcc.render.tests import test_words
 from proctrace_bcc.tree import Process, ProcessTree
 
 LIST_MAX = 10  # failed / never-exited processes listed at the end
 FOLD = 64  # levels of indentation shown before it starts again
+CMD_MIN = 12  # characters of a command kept when lines are fitted to a terminal
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 _RED, _YELLOW, _DIM, _BOLD, _RESET = "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
 
@@ -47,9 +59,10 @@ def _program(p_exec_filename: str | None, argv: list[str] | None, cmdline: str) 
 def command(p: Process) -> str:
     """The command shown for a process (one line)."""
     if not p.execs:
-        inherited = p.inherited_command
-        if inherited:
-            return "(fork) " + oneline(inherited)
+        if p.inherited_command and image(p) is not None:
+            return f"(fork of {short_name(p)})"
+        if p.inherited_command:
+            return "(fork)"
         return "(started before the recording)" if p.fork_time is None else "(fork)"
     last = p.execs[-1]
     cmd = oneline(last.cmdline) if last.cmdline else oneline(last.filename or "") or "?"
@@ -133,10 +146,23 @@ def outcome(p: Process, tree: ProcessTree, st: _Style) -> str:
     return f"({dur}, {status})"
 
 
-def line(p: Process, tree: ProcessTree, st: _Style, legacy: bool, is_root: bool = False) -> str:
+def visible_len(s: str) -> int:
+    """Columns `s` takes on a terminal (colour codes take none)."""
+    return len(_SGR.sub("", s))
+
+
+def line(p: Process, tree: ProcessTree, st: _Style, legacy: bool, is_root: bool = False,
+         room: int | None = None) -> str:
+    """One process's line; with `room` (columns left after the indentation) its command
+    is cut to fit (never below CMD_MIN characters: the outcome stays readable)."""
     pid = st(_BOLD, str(p.pid)) if st.color else p.pid
-    return (f"{pid} {command(p)}  {outcome(p, tree, st)}"
-            f"{_groups(p, legacy, is_root)}{_failed_execs(p)}")
+    rest = f"  {outcome(p, tree, st)}{_groups(p, legacy, is_root)}{_failed_execs(p)}"
+    cmd = command(p)
+    if room is not None:
+        fit = max(CMD_MIN, room - len(str(p.pid)) - 1 - visible_len(rest))
+        if len(cmd) > fit:
+            cmd = cmd[:fit - 1] + "…"
+    return f"{pid} {cmd}{rest}"
 
 
 def _summary(rec: Recording, tree: ProcessTree, st: _Style) -> Iterator[str]:
@@ -145,7 +171,10 @@ def _summary(rec: Recording, tree: ProcessTree, st: _Style) -> Iterator[str]:
     running = sum(1 for p in procs if p.exit is None and not _preexisting(p))
     h = tree.header
     what = ""
-    if h is not None and h.raw and len(tree.roots) != 1:
+    sub = subtree_title(tree)
+    if sub is not None:
+        what = " of " + sub
+    elif h is not None and h.raw and len(tree.roots) != 1:
         what = " of a system-wide recording"
     elif h is not None and h.command:
         what = " of " + oneline(" ".join(h.command))
@@ -173,7 +202,9 @@ def _summary(rec: Recording, tree: ProcessTree, st: _Style) -> Iterator[str]:
     yield "\n"
 
 
-def render(rec: Recording, tree: ProcessTree, *, color: bool = False) -> Iterator[str]:
+def render(rec: Recording, tree: ProcessTree, *, color: bool = False,
+           width: int | None = None) -> Iterator[str]:
+    """The tree; with `width` (a terminal's), each command cut so its line fits."""
     st = _Style(color)
     legacy = rec.legacy
     yield from _summary(rec, tree, st)
@@ -181,6 +212,7 @@ def render(rec: Recording, tree: ProcessTree, *, color: bool = False) -> Iterato
     branch_last = st(_DIM, "└─ ")
     pipe = st(_DIM, "│  ")
     out: list[str] = []
+    starts = {t.processes[0]: t for t in attribute(tree).tests}  # where each test starts
     # Iterative depth-first walk: trees can be deeper than Python's recursion limit.
     # Every FOLD levels the indentation starts again (output linear in the depth).
     stack: list[tuple[Process, str, str, int]] = [(r, "", "", 0)
@@ -190,7 +222,11 @@ def render(rec: Recording, tree: ProcessTree, *, color: bool = False) -> Iterato
         if depth and depth % FOLD == 0 and branch:
             out.append(f"{prefix}{st(_DIM, f'⋮ {depth} levels deep: indentation folded')}\n")
             prefix = ""
-        out.append(f"{prefix}{branch}{line(p, tree, st, legacy, not branch)}\n")
+        room = None if width is None else width - 1 - visible_len(prefix + branch)
+        test = starts.get(p)
+        if test is not None:
+            out.append(f"{prefix}{st(_BOLD, '▶ ' + test_words(test))}\n")
+        out.append(f"{prefix}{branch}{line(p, tree, st, legacy, not branch, room)}\n")
         if len(out) >= 4096:
             yield "".join(out)
             out.clear()

@@ -17,6 +17,7 @@ import pytest
 
 from proctrace_bcc.events import Exec, Exit, Fork, Header, from_bytes
 from proctrace_bcc.writer import RecordingWriter
+from tests.support import read_to_eof
 
 REPO = Path(__file__).resolve().parents[2]
 INPUTS = REPO / "tests" / "golden" / "inputs"
@@ -242,18 +243,10 @@ def _on_a_terminal(*args: str, env_extra: dict[str, str] | None = None) -> bytes
     p = subprocess.Popen([sys.executable, "-m", "proctrace_bcc", *args], stdout=slave,
                          stderr=subprocess.PIPE, env=env)
     os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
+    out = read_to_eof(master)
     p.wait(timeout=60)
     os.close(master)
-    return b"".join(chunks)
+    return out
 
 
 def test_tree_colours_only_on_a_terminal() -> None:

@@ -7,6 +7,7 @@
   var D = JSON.parse(document.getElementById("proctrace-data").textContent);
   // Tables are columnar (one array per named field); codes are described by D.codes.
   var S = D.strings, P = D.processes, SP = D.spans, FE = D.failed_execs;
+  var FE_COLOR = { failed: "#b00020", miss: "#9a9a9a" };  // by D.codes.failed_exec name
   var N = P.pid.length;
   var ROW_H = 18, AXIS_H = 22, INDENT = 12, MAX_INDENT_LEVELS = 24, TRI_W = 12;
   var OUTCOME = D.codes.outcome;  // outcome code -> {name, label, failed}
@@ -27,6 +28,45 @@
     if (pa >= 0 && subEnd[i] > subEnd[pa]) subEnd[pa] = subEnd[i];
   }
   var span0 = P.span0, spStart = SP.start, spEnd = SP.end;
+  // Runs of short-lived siblings, most of them identical (`./configure`'s hundreds of
+  // forks, with their subtrees): folded into the run's first row ("configure (fork)
+  // × 312 (+ 40 others), 0.9 s total", every member's bars drawn in it) until clicked.
+  // that many identical ones, each shorter than 1 s or 1 % of the recording
+  var FOLD_MIN = 4, FOLD_SHORT = Math.max(1e9, D.end / 100);
+  var runLen = new Int32Array(N), runEnd = new Int32Array(N), runTotal = new Float64Array(N);
+  var runName = new Array(N), runOpen = new Uint8Array(N);
+  var runOf = new Int32Array(N).fill(-1);  // row -> the first row of the innermost run
+  (function () {
+    function short(r) { return P.end[r] - P.start[r] < FOLD_SHORT; }
+    function group(first, end) {  // the children first, subEnd[first], ... before end
+      var seg = [];
+      for (var c = first; c <= end; c = c < end ? subEnd[c] : end + 1) {
+        if (c < end && short(c)) { seg.push(c); continue; }
+        if (seg.length >= FOLD_MIN) fold(seg);
+        seg = [];
+      }
+    }
+    function fold(seg) {
+      var count = {}, best = -1;
+      for (var j = 0; j < seg.length; j++) {
+        var k = P.cmd[seg[j]];
+        count[k] = (count[k] || 0) + 1;
+        if (best < 0 || count[k] > count[best]) best = k;
+      }
+      if (count[best] < FOLD_MIN) return;
+      var h = seg[0], last = seg[seg.length - 1];
+      runLen[h] = seg.length;
+      runEnd[h] = subEnd[last];
+      var others = seg.length - count[best];
+      runName[h] = S[best] + " × " + count[best] + (others ? " (+ " + others + " other" +
+                   (others === 1 ? "" : "s") + ")" : "");
+      for (j = 0; j < seg.length; j++) runTotal[h] += P.end[seg[j]] - P.start[seg[j]];
+      for (var m = h; m < runEnd[h]; m++) runOf[m] = h;
+    }
+    group(0, N);  // the roots
+    for (var p = 0; p < N; p++) if (subEnd[p] > p + 1) group(p + 1, subEnd[p]);
+  })();
+  function folded(r) { return runLen[r] > 0 && !runOpen[r] && keep === null; }
   var feStart = new Int32Array(N + 1);  // failed execs of row i: FE[feStart[i] .. feStart[i+1])
   (function () {
     var counts = new Int32Array(N + 1);
@@ -110,6 +150,20 @@
       s.insertBefore(sw, s.firstChild);
       lg.appendChild(s);
     }
+    // every other mark the timeline draws
+    var marks = D.codes.failed_exec.map(function (c) {
+      return ["▲", FE_COLOR[c.name], c.label];
+    }).concat([["▮", "#999", "an earlier image (before its last exec), paler"],
+               ["◂ ▸", "#999", "the process is outside the time window"],
+               ["▸ [+N]", "#666", "collapsed subtree (click ▸)"],
+               ["× N", "#666", "a run of N short-lived identical siblings (+ others), folded: click the row"]]);
+    for (var q = 0; q < marks.length; q++) {
+      var ms = el("span", marks[q][2], "lg");
+      var mk = el("b", marks[q][0], "lg-mark");
+      mk.style.color = marks[q][1];
+      ms.insertBefore(mk, ms.firstChild);
+      lg.appendChild(ms);
+    }
   })();
 
   // ---- visible rows
@@ -120,6 +174,11 @@
       if (keep !== null && keep[r] === 0) { r++; continue; }
       rowPos[r] = n;
       out[n++] = r;
+      if (folded(r)) {  // the run's other rows are shown in its first
+        for (var m = r + 1; m < runEnd[r]; m++) rowPos[m] = n - 1;
+        r = runEnd[r];
+        continue;
+      }
       r = collapsed[r] ? subEnd[r] : r + 1;
     }
     visible = out.subarray(0, n);
@@ -242,7 +301,7 @@
       ctx.beginPath();
       ctx.rect(0, y, labelW - 4, ROW_H);
       ctx.clip();
-      if (subEnd[r] > r + 1) {
+      if (subEnd[r] > r + 1 && !folded(r)) {
         ctx.fillStyle = "#666";
         ctx.fillText(collapsed[r] ? "▸" : "▾", x, y + ROW_H / 2);
       }
@@ -252,6 +311,9 @@
       var lab = cmd(r);
       if (depth[r] > MAX_INDENT_LEVELS) lab = "(depth " + depth[r] + ") " + lab;
       if (collapsed[r]) lab += "  [+" + (subEnd[r] - r - 1) + "]";
+      var fold = folded(r);
+      if (fold) lab = runName[r] + ", " + fmtDur(runTotal[r]) + " total";
+      else if (runLen[r] > 0) lab += "  (first of " + runLen[r] + ": click to fold)";
       ctx.fillText(lab.length > 200 ? lab.slice(0, 200) + "…" : lab, x, y + ROW_H / 2);
       ctx.restore();
       // bars
@@ -259,6 +321,16 @@
       ctx.beginPath();
       ctx.rect(labelW, y, W - labelW, ROW_H);
       ctx.clip();
+      if (!fold) drawBars(r, y, ctxRow);
+      else for (var mr = r; mr < runEnd[r]; mr = subEnd[mr]) drawBars(mr, y, ctxRow);
+      ctx.restore();
+    }
+    drawTop();
+  }
+
+  // the bars and failed-exec marks of row r, at y
+  function drawBars(r, y, ctxRow) {
+    {
       ctx.globalAlpha = ctxRow ? 0.3 : 1;
       var col = COLORS[P.outcome[r]], s0 = span0[r], s1 = span0[r + 1];
       for (var s = s0; s < s1; s++) {
@@ -285,17 +357,20 @@
         ctx.fillText(spEnd[s1 - 1] < vs ? "◂" : "▸", spEnd[s1 - 1] < vs ? labelW + 3 : W - 12,
                      y + ROW_H / 2);
       }
-      ctx.fillStyle = "#b00020";
       for (var f = feStart[r]; f < feStart[r + 1]; f++) {
         var fx = X(FE.time[f]);
+        ctx.fillStyle = FE_COLOR[D.codes.failed_exec[FE.kind[f]].name];
         ctx.beginPath();
         ctx.moveTo(fx, y + 2);
         ctx.lineTo(fx - 3, y + ROW_H - 2);
         ctx.lineTo(fx + 3, y + ROW_H - 2);
         ctx.fill();
       }
-      ctx.restore();
     }
+  }
+
+  function drawTop() {
+    var now = performance.now();
     // axis band on top
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, W, AXIS_H);
@@ -432,8 +507,10 @@
       box.appendChild(el("pre", spanArgv(s)));
     }
     for (var f = feStart[r]; f < feStart[r + 1]; f++) {
-      box.appendChild(el("div", "failed exec at " + fmtAt(FE.time[f]) + ": " + S[FE.file[f]] +
-                         " (" + S[FE.error[f]] + ")", "bad"));
+      var miss = D.codes.failed_exec[FE.kind[f]].name === "miss";
+      box.appendChild(el("div", (miss ? "PATH miss" : "failed exec") + " at " +
+                         fmtAt(FE.time[f]) + ": " + S[FE.file[f]] + " (" + S[FE.error[f]] + ")",
+                         miss ? "note" : "bad"));
     }
   }
 
@@ -496,8 +573,14 @@
     var h = hit(ev);
     if (!h) return;
     var x = 4 + Math.min(depth[h.r], MAX_INDENT_LEVELS) * INDENT;
-    if (h.label && subEnd[h.r] > h.r + 1 && h.x >= x - 3 && h.x < x + TRI_W + 2) {
+    if (h.label && subEnd[h.r] > h.r + 1 && !folded(h.r) && h.x >= x - 3 &&
+        h.x < x + TRI_W + 2) {
       toggle(h.r);
+    } else if (h.label && runLen[h.r] > 0) {  // a run's first row: fold or unfold it
+      runOpen[h.r] = runOpen[h.r] ? 0 : 1;
+      selected = h.r;
+      showDetails(h.r);
+      rebuild();
     } else {
       selected = h.r;
       showDetails(h.r);
@@ -568,6 +651,9 @@
     }
     var changed = false;
     for (var a = parent[r]; a >= 0; a = parent[a]) if (collapsed[a]) { collapsed[a] = 0; changed = true; }
+    for (var ra = r; ra >= 0; ra = parent[ra]) {  // every run that holds r or an ancestor
+      if (runOf[ra] >= 0 && !runOpen[runOf[ra]]) { runOpen[runOf[ra]] = 1; changed = true; }
+    }
     if (changed) rebuild();
     var pos = rowPos[r];
     var top = AXIS_H + pos * ROW_H;
@@ -634,6 +720,52 @@
     fillTable("failed", failed.slice(0, FMAX),
               failed.length > FMAX ? "the first " + FMAX + " of " + failed.length +
               " (filter the timeline to see more)" : "");
+  })();
+
+  // ---- tests (proctrace_bcc.attribution): one row per test, links to its rows
+  function onlyTest(i) {  // the timeline keeps test i's processes (and their ancestors)
+    var RT = D.tests.row_test;
+    keep = new Uint8Array(N);
+    var n = 0;
+    for (var r = 0; r < N; r++) {
+      if (RT[r] !== i) continue;
+      n++;
+      keep[r] = 1;
+      for (var a = parent[r]; a >= 0 && keep[a] === 0; a = parent[a]) keep[a] = 2;
+    }
+    $("filter").value = "";
+    $("filter-count").textContent = "test " + (i + 1) + ": " + plural(n, "process", "processes");
+    rebuild();
+    $("tl-sec").scrollIntoView({ block: "start" });
+  }
+  (function () {
+    if (!D.tests || !$("tests-sec")) return;
+    var T = D.tests.tests, tb = $("tests").querySelector("tbody");
+    $("tests-note").textContent = T.name.length + " in run order";
+    T.name.forEach(function (nm, i) {
+      var tr = el("tr");
+      tr.id = "test-" + (i + 1);
+      tr.appendChild(el("td", i + 1, "num"));
+      var td = el("td");
+      td.appendChild(T.first[i] >= 0 ? link(T.first[i], S[nm]) : el("span", S[nm]));
+      tr.appendChild(td);
+      tr.appendChild(el("td", (T.file[i] >= 0 ? S[T.file[i]] : "") +
+                        (T.number[i] === null ? "" : ", test " + T.number[i])));
+      tr.appendChild(el("td", fmtAt(T.start[i]), "num"));
+      tr.appendChild(el("td", fmtDur(T.duration[i]), "num"));
+      tr.appendChild(el("td", T.procs[i], "num"));
+      tr.appendChild(el("td", T.failed[i], "num"));
+      tr.appendChild(el("td", T.left[i], "num"));
+      var oc = S[T.outcome[i]], ot = el("td", oc);
+      if (oc === "failed") ot.style.color = COLOR.nonzero;
+      tr.appendChild(ot);
+      var bt = el("button", "only this test");
+      bt.addEventListener("click", function () { onlyTest(i); });
+      var tc = el("td");
+      tc.appendChild(bt);
+      tr.appendChild(tc);
+      tb.appendChild(tr);
+    });
   })();
 
   // ---- descriptors (record --fds): the leaks in words, then every pipe and socket
@@ -742,8 +874,13 @@
   $("zoom-in").addEventListener("click", function () { zoomAt((vs + ve) / 2, 0.5); });
   $("zoom-out").addEventListener("click", function () { zoomAt((vs + ve) / 2, 2); });
   $("zoom-fit").addEventListener("click", fit);
-  $("expand-all").addEventListener("click", function () { collapsed.fill(0); rebuild(); });
+  $("expand-all").addEventListener("click", function () {
+    collapsed.fill(0);
+    runOpen.fill(1);
+    rebuild();
+  });
   $("collapse-all").addEventListener("click", function () {
+    runOpen.fill(0);
     for (var r = 0; r < N; r++) collapsed[r] = subEnd[r] > r + 1 ? 1 : 0;
     rebuild();
   });
