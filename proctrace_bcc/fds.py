@@ -632,7 +632,8 @@ def rel_time(ns: int, t0: int) -> str:
     return f"+{(ns - t0) / 1e9:.3f}s"
 
 
-def _and(items: Sequence[Line]) -> Line:
+def joined(items: Sequence[Line]) -> Line:
+    """Segments of each item joined as "a, b and c"."""
     out: Line = []
     for i, item in enumerate(items):
         if i:
@@ -641,7 +642,7 @@ def _and(items: Sequence[Line]) -> Line:
     return out
 
 
-def _merged(line: Line) -> Line:
+def merged(line: Line) -> Line:
     """Adjacent text pieces joined into one."""
     out: Line = []
     for g in line:
@@ -655,7 +656,7 @@ def _merged(line: Line) -> Line:
 def _what(ch: Channel, ends: Sequence[str]) -> str:
     if ch.kind != "pipe":
         return f"a socket ({ch.name})"
-    said = "".join(str(g) for g in _and([[e] for e in ends]))
+    said = "".join(str(g) for g in joined([[e] for e in ends]))
     return f"a pipe ({said} end, {ch.name})" if ends else f"a pipe ({ch.name})"
 
 
@@ -667,11 +668,11 @@ def _chain_words(lk: Leak) -> Line:
                          for (q, fds), n in zip(lk.chain, nxt, strict=True)]
     if len(items) > CHAIN_MAX:
         items = [*items[:2], [f"{len(items) - 5} more"], *items[-3:]]
-    return ["it inherited it through ", *_and(items)]
+    return ["it inherited it through ", *joined(items)]
 
 
 def _holders(ws: Iterable[Waiter]) -> Line:
-    return _and([[Ref(w.process, tuple(w.fds))] for w in ws])
+    return joined([[Ref(w.process, tuple(w.fds))] for w in ws])
 
 
 def _downstream(ws: Sequence[Waiter]) -> list[Line]:
@@ -774,10 +775,10 @@ def leak_sentences(lk: Leak, t0: int) -> list[Line]:
     if lk.others:
         items: list[Line] = [[Ref(h.process, tuple(f.fd for f in h.fds_at_end()))]
                              for h in lk.others]
-        lines.append(["Also still holding the same end: ", *_and(items), "."])
+        lines.append(["Also still holding the same end: ", *joined(items), "."])
     if lk.test is not None:
         lines.append(test_sentence(lk, lk.test))
-    return [_merged(line) for line in lines]
+    return [merged(line) for line in lines]
 
 
 def test_sentence(lk: Leak, test: Test) -> Line:
@@ -809,7 +810,7 @@ def opener_sentence(ch: Channel) -> Line:
     if ch.rule == "parent":
         child = next((h.process for h in ch.holders if h.process.parent is ch.opener), None)
         line.append(Ref(child) if child is not None else "a holder")
-    return _merged(line)
+    return merged(line)
 
 
 __all__ = [

@@ -26,7 +26,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from proctrace_bcc.events import ProcState
-from proctrace_bcc.fds import READ, READ_WRITE, WRITE, Line, Ref, access, rel_time
+from proctrace_bcc.fds import (
+    READ,
+    READ_WRITE,
+    WRITE,
+    Line,
+    Ref,
+    access,
+    joined,
+    merged,
+    rel_time,
+)
 from proctrace_bcc.tree import Process, ProcessTree
 
 SNAPSHOT_SPAN_NS = 1_000_000_000  # ProcStates of one trigger this close belong together
@@ -168,12 +178,7 @@ TRIGGER_WORDS = {"timeout": "when --timeout fired", "interrupt": "on SIGINT to t
 
 
 def _and_refs(procs: Sequence[Process]) -> Line:
-    out: Line = []
-    for i, q in enumerate(procs):
-        if i:
-            out.append(" and " if i == len(procs) - 1 else ", ")
-        out.append(Ref(q))
-    return out
+    return joined([[Ref(q)] for q in procs])
 
 
 def _what(b: Blocked) -> str:
@@ -208,17 +213,7 @@ def entry_sentence(b: Blocked, nxt: Sequence[Blocked] = ()) -> Line:
         else:
             line.append(" for a child outside the snapshot")
     line.append(".")
-    return _merge(line)
-
-
-def _merge(line: Line) -> Line:
-    out: Line = []
-    for g in line:
-        if isinstance(g, str) and out and isinstance(out[-1], str):
-            out[-1] += g
-        elif g != "":
-            out.append(g)
-    return out
+    return merged(line)
 
 
 def heading(rep: HangReport, t0: int) -> str:
