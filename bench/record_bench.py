@@ -369,10 +369,9 @@ def summarize(runs: dict[str, list[Run]], fixed_cpu: dict[str, float],
                 if paired:
                     s["paired_ratio_median"] = med(paired)
                     s["paired_ratio_min"], s["paired_ratio_max"] = min(paired), max(paired)
-            if base_cpu:
-                s["workload_cpu_ratio"] = med(
-                    [r.inner_cpu_s for r in good if r.inner_cpu_s is not None]
-                ) / base_cpu
+            cpu = med([r.inner_cpu_s for r in good if r.inner_cpu_s is not None])
+            if base_cpu and cpu is not None:
+                s["workload_cpu_ratio"] = cpu / base_cpu
             # CPU of the tracer itself: everything it reaped minus the workload tree.
             s["tracer_cpu_s"] = med([r.outer_cpu_s - (r.inner_cpu_s or 0.0) for r in good])
             if mode in fixed_cpu:
@@ -501,14 +500,15 @@ def section_completeness(runner: Runner, recorders: list[str], quick: bool) -> d
             spawned = n * par
             # timed + sh exec; timed, sh, P subshells and every /bin/true exit
             exp_exec, exp_exit = spawned + 2, spawned + par + 2
+            achieved = spawned / r.inner_s if r.inner_s else None
             row = {"backend": be, "parallel": par, "spawned": spawned, "ok": r.ok,
-                   "error": r.error, "rate": spawned / r.inner_s if r.inner_s else None,
+                   "error": r.error, "rate": achieved,
                    "true_execs": r.counts.get("true_execs", 0),
                    "execs": r.counts.get("Exec", 0), "expected_execs": exp_exec,
                    "exits": r.counts.get("Exit", 0), "expected_exits": exp_exit,
                    "lost": r.counts.get("lost", 0), "never_ended": r.never_ended}
             out["storms"].append(row)
-            print(f"  {be:<9} {par:>2} {spawned:>8} {fmt(row['rate'], '.0f'):>8} "
+            print(f"  {be:<9} {par:>2} {spawned:>8} {fmt(achieved, '.0f'):>8} "
                   f"{row['execs']:>6}/{exp_exec:<6} {row['exits']:>6}/{exp_exit:<6} "
                   f"{row['lost']:>6}{'  (never ended: stopped)' if r.never_ended else ''}"
                   f"{'' if r.ok else '  FAILED: ' + str(r.error)}")
@@ -525,13 +525,13 @@ def section_completeness(runner: Runner, recorders: list[str], quick: bool) -> d
                 count = int((rate or 2000) * secs)
                 r = runner.run("bcc", [str(runner.spawn), str(rate), str(count), TRUE],
                                buffer_pages=pages)
+                achieved = count / r.inner_s if r.inner_s else None
                 row = {"buffer_pages": pages, "target_rate": rate, "spawned": count,
-                       "ok": r.ok, "error": r.error,
-                       "rate": count / r.inner_s if r.inner_s else None,
+                       "ok": r.ok, "error": r.error, "rate": achieved,
                        "true_execs": r.counts.get("true_execs", 0),
                        "lost": r.counts.get("lost", 0), "never_ended": r.never_ended}
                 out["loss_onset"].append(row)
-                print(f"  {pages:>5} {rate or 'max'!s:>7} {fmt(row['rate'], '.0f'):>10} "
+                print(f"  {pages:>5} {rate or 'max'!s:>7} {fmt(achieved, '.0f'):>10} "
                       f"{row['true_execs']:>6}/{count:<6} {row['lost']:>6}"
                       f"{'  (never ended: stopped)' if r.never_ended else ''}"
                       f"{'' if r.ok else '  FAILED: ' + str(r.error)}")
@@ -679,13 +679,13 @@ def section_startup(runner: Runner, modes: list[str], runs: int,
         q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
         hs = [r.header_startup_s for r in v if r.header_startup_s is not None]
         sd = [r.shutdown_s for r in v if r.ok and r.shutdown_s is not None]
+        shutdown, header = med(sd), med(hs)
         row = {"median_s": med(xs), "min_s": xs[0], "max_s": xs[-1], "p25_s": q[0],
-               "p75_s": q[2], "shutdown_median_s": med(sd),
-               "header_startup_median_s": med(hs), "all_s": xs}
+               "p75_s": q[2], "shutdown_median_s": shutdown,
+               "header_startup_median_s": header, "all_s": xs}
         out["modes"][m] = row
         print(f"  {m:<9} {row['median_s']:>7.3f} {xs[0]:>7.3f} {q[0]:>7.3f} {q[2]:>7.3f} "
-              f"{xs[-1]:>7.3f} {fmt(row['shutdown_median_s'], '.3f'):>8} "
-              f"{fmt(row['header_startup_median_s'], '.3f'):>7}")
+              f"{xs[-1]:>7.3f} {fmt(shutdown, '.3f'):>8} {fmt(header, '.3f'):>7}")
     for mode, why in runner.unavailable.items():
         if mode in RECORDERS:
             print(f"  {mode:<9} not available: {why}")
@@ -701,7 +701,8 @@ def section_startup(runner: Runner, modes: list[str], runs: int,
                 print(f"  startup_profile.py failed: {p.stderr.strip()[-300:]}")
         if profiles:
             keys = list(profiles[0])
-            prof = {k: med([pr[k] for pr in profiles]) for k in keys}
+            prof: dict[str, float] = {k: statistics.median(pr[k] for pr in profiles)
+                                      for k in keys}
             out["bcc_profile"] = {"median": prof, "runs": profiles}
             total = prof.get("total_to_live") or 1.0
             print(f"\n  BCC start-up breakdown (median of {len(profiles)} fresh processes; "

@@ -32,6 +32,7 @@ configuration.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes as ct
 import json
 import os
@@ -43,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 WORKLOADS = ROOT / "bench" / "workloads"
@@ -82,9 +84,6 @@ def one_run(fds: bool, src_dir: Path | None, workload: list[str],
     from proctrace_bcc.backends.bcc import program as bccprog
     from proctrace_bcc.events import Exec, Lost
 
-    orig_path = bccprog.program_path
-    if src_dir is not None:
-        bccprog.program_path = lambda name: src_dir / name  # type: ignore[assignment]
     rx = {"bytes": 0, "records": 0}
     orig_on_event = bccmod.BccBackend._on_event
 
@@ -95,14 +94,17 @@ def one_run(fds: bool, src_dir: Path | None, workload: list[str],
 
     bccmod.BccBackend._on_event = counting  # type: ignore[method-assign]
     try:
-        be = bccmod.BccBackend(BackendConfig(tracer_pid=os.getpid(), fds=fds, env=env))
-        be.start()
+        with contextlib.ExitStack() as patches:
+            if src_dir is not None:
+                patches.enter_context(mock.patch.object(
+                    bccprog, "program_path", lambda name: src_dir / name))
+            be = bccmod.BccBackend(BackendConfig(tracer_pid=os.getpid(), fds=fds, env=env))
+            be.start()
     finally:
-        bccprog.program_path = orig_path
         bccmod.BccBackend._on_event = orig_on_event  # type: ignore[method-assign]
     try:
-        fds = be.loaded.prog_fds if be.loaded is not None else {}
-        progs = {k: fds[name] for k, name in PROGS.items() if name in fds}
+        prog_fds = be.loaded.prog_fds if be.loaded is not None else {}
+        progs = {k: prog_fds[name] for k, name in PROGS.items() if name in prog_fds}
         before = {k: prog_stats(fd) for k, fd in progs.items()}
         rx["bytes"] = rx["records"] = 0
         cpu0 = time.process_time()

@@ -111,7 +111,8 @@ def main() -> int:
     bcccache.key = timed("cache", bcccache.key)
     bcccache.cached = timed("cache", bcccache.cached)
     bcccache.compile_and_store = timed("compile", bcccache.compile_and_store)
-    bccbackend.Loaded = timed("load_attach", loader.Loaded)  # type: ignore[misc]
+    # backend.py constructs through its own global name for the class
+    vars(bccbackend)["Loaded"] = timed("load_attach", loader.Loaded)
     loader.Loaded.open_perf_buffer = timed(  # type: ignore[method-assign]
         "perf_buffer", loader.Loaded.open_perf_buffer)
     bccmod.BccBackend._handshake = timed(  # type: ignore[method-assign]

@@ -73,7 +73,7 @@ def test_every_input_parses_and_keeps_full_labels(check, tmp_path: Path) -> None
         r = results[str(out)]
         assert r["ok"], f"{inp.name}: {r.get('error')}"
         assert r["type"] == "gantt"
-        got = Counter(t.strip() for t in r["tasks"])  # type: ignore[attr-defined]
+        got = Counter(t.strip() for t in r["tasks"])
         assert got == expected_labels(inp), inp.name
 
 

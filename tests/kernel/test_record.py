@@ -18,17 +18,24 @@ import pytest
 
 from proctrace_bcc.events import End, Exec, ExecFailed, Exit, SetPGID, SetSID, to_bytes
 from proctrace_bcc.procfs import running
+from proctrace_bcc.tree import Process
 from tests.support import scaled
 
-from .conftest import REPO, Recorder, run_record
+from .conftest import REPO, Recorder, Result, run_record
 
 pytestmark = pytest.mark.kernel
 
 
-def _end(r) -> End:  # type: ignore[no-untyped-def]
+def _end(r: Result) -> End:
     end = r.rec.end
     assert end is not None, "recording has no End event"
     return end
+
+
+def _last_argv(p: Process) -> list[str]:
+    argv = p.execs[-1].argv
+    assert argv is not None, f"{p.command}: its exec recorded no argv"
+    return argv
 
 
 def test_exit_status_and_tree_of_a_script(record: Recorder, tmp_path: Path) -> None:
@@ -55,7 +62,7 @@ def test_nested_shells_and_pipeline(record: Recorder) -> None:
     assert r.rc == 0
     bash = r.by_command("bash -c")
     assert len(bash) == 1
-    names = sorted(p.execs[-1].argv[0] for p in bash[0].walk() if p.execs and p is not bash[0])
+    names = sorted(_last_argv(p)[0] for p in bash[0].walk() if p.execs and p is not bash[0])
     assert names == ["tr", "wc"]
     # the pipeline's three elements are children of bash (echo runs in a forked subshell)
     assert len(bash[0].children) == 3
@@ -66,7 +73,7 @@ def test_nested_shells_and_pipeline(record: Recorder) -> None:
 def test_background_job_and_wait(record: Recorder) -> None:
     r = record(["sh", "-c", "sleep 0.3 & sleep 0.1; wait"])
     sleeps = r.by_command("sleep")
-    assert sorted(p.execs[-1].argv[1] for p in sleeps) == ["0.1", "0.3"]
+    assert sorted(_last_argv(p)[1] for p in sleeps) == ["0.1", "0.3"]
     assert all(p.parent is r.root for p in sleeps)
     assert all(p.exit and p.exit.exit_code == 0 for p in sleeps)
 

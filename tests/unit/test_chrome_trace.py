@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from proctrace_bcc.events import Exec, Exit, Fork
+from proctrace_bcc.events import Event, Exec, Exit, Fork
 from proctrace_bcc.render import chrome_trace
 from proctrace_bcc.render._common import spans
 from proctrace_bcc.tree import ProcessTree
@@ -215,7 +215,7 @@ def test_subtree_keeps_only_its_processes_events_and_flows(tmp_path: Path) -> No
 
 
 def test_process_running_before_the_recording_has_no_incoming_flow(tmp_path: Path) -> None:
-    evs = [
+    evs: list[Event] = [
         Exec.from_argv(10, 5, 1, 5, ["init-ish"]),
         Fork(timestamp=20, parent_pid=5, child_pid=6, parent_pgid=5),
         Exit(timestamp=30, pid=6, ppid=5, pgid=5, exit_code=0),

@@ -14,7 +14,7 @@ import pytest
 
 from proctrace_bcc import record as rec_mod
 from proctrace_bcc.backends.base import Backend, BackendConfig
-from proctrace_bcc.events import End, Event, Exec, Exit, Fork
+from proctrace_bcc.events import End, Event, Exec, Exit, Fork, StopReason
 from proctrace_bcc.record import Recorder, RecordOptions
 
 TRACER, ROOT = 100, 200
@@ -186,7 +186,7 @@ class ScriptedBackend(Backend):
         evs, self.proven = self.polls[self.n]
         self.n += 1
         if self.n == len(self.polls):
-            self.rec.stop.reason = "interrupted"  # the loop ends after this cycle
+            self.rec.stop.reason = StopReason.INTERRUPTED  # the loop ends after this cycle
         return evs
 
     def drain(self) -> list[Event]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from tests import support
@@ -23,13 +26,13 @@ def test_missing_requirement_fails_when_required(monkeypatch: pytest.MonkeyPatch
         support.unavailable(kind, "no widget")
 
 
-def test_checks_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_checks_name_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(support, "JS_DIR", tmp_path)
-    monkeypatch.setattr(support.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
     assert support.node_modules_missing() == (
         "tests/js/node_modules/mermaid missing (run tests/js/install.sh)")
-    monkeypatch.setattr(support.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert support.node_modules_missing() == "no node (apt-get install nodejs npm)"
     monkeypatch.setenv("PROCTRACE_CHROMIUM", str(tmp_path / "nope"))
-    monkeypatch.setattr(support.Path, "exists", lambda self: False)
+    monkeypatch.setattr(Path, "exists", lambda self: False)
     assert support.browser_missing() == "no Chromium (apt-get install chromium)"
