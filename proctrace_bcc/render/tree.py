@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from proctrace_bcc.attribution import attribute
 from proctrace_bcc.read import Recording, unfinished
 from proctrace_bcc.render import errno_name, fmt_duration, oneline
-from proctrace_bcc.render._common import exit_lost, subtree_title
+from proctrace_bcc.render._common import exit_lost, quoted_argv, subtree_title
 from proctrace_bcc.render.names import image
 from proctrace_bcc.render.names import name as short_name
 from proctrace_bcc.render.tests import test_words
@@ -65,7 +65,8 @@ def command(p: Process) -> str:
             return "(fork)"
         return "(started before the recording)" if p.fork_time is None else "(fork)"
     last = p.execs[-1]
-    cmd = oneline(last.cmdline) if last.cmdline else oneline(last.filename or "") or "?"
+    cmd = (quoted_argv(last) if last.argv or last.cmdline
+           else oneline(last.filename or "") or "?")
     if last.truncated:
         cmd += " …"
     if len(p.execs) > 1:
