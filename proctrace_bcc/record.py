@@ -295,10 +295,12 @@ class Recorder:
             return self._loop(backend, writer)
         except BaseException as exc:
             if writer.events_written == 0 and not writer.header_written:
-                # Nothing recorded (the backend did not start): leave no empty file.
-                writer.close()
+                # Nothing recorded (the backend did not start): leave no empty file
+                # (removed while the writer still holds it: remove() compares the name
+                # with the open descriptor).
                 if opened is not None:
                     opened.remove()
+                writer.close()
             elif self.child is not None and self.child.running():
                 self._undefer()
                 if backend is not None:

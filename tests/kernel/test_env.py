@@ -63,8 +63,10 @@ def _execs(res: Result, marker: str) -> list[Exec]:
 def test_pytest_names_per_exec(tmp_path: Path) -> None:
     f = tmp_path / "test_names.py"
     f.write_text(PYTEST_FILE)
+    # --rootdir: test ids relative to tmp_path wherever the checkout and tmp are
     res = run_record(tmp_path, "bcc", [sys.executable, "-m", "pytest", "-q", "-p",
-                                       "no:cacheprovider", str(f)], "--env", "tests")
+                                       "no:cacheprovider", f"--rootdir={tmp_path}", str(f)],
+                     "--env", "tests")
     assert res.rc == 0, res.stdout + res.stderr
     for name in ("first", "second"):
         (ex,) = _execs(res, f"marker-{name}")

@@ -148,8 +148,10 @@ def _pytest(tmp_path: Path, *args: str) -> None:
     f.write_text(PYTEST_FILE)
     side = tmp_path / "side.txt"
     # CMD inherits this test's own PYTEST_CURRENT_TEST: a test outside the recording
+    # --rootdir: test ids relative to tmp_path wherever the checkout and tmp are
     res = run_record(tmp_path, "bcc", [sys.executable, "-m", "pytest", "-q", "-p",
-                                       "no:cacheprovider", *args, str(f)],
+                                       "no:cacheprovider", f"--rootdir={tmp_path}", *args,
+                                       str(f)],
                      "--env", "tests", env={"SIDE": str(side)})
     assert res.rc == 0, res.stdout + res.stderr
     att = _check(res, side)
