@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from proctrace_bcc.events import from_bytes
 from proctrace_bcc.read import read_recording
 from proctrace_bcc.tree import Process, build_tree
 from tests.support import scaled
 
 from .conftest import REPO, Result
+from .endings import image_cmdline, kill_if
 
 pytestmark = pytest.mark.kernel
 
@@ -47,22 +47,6 @@ CONTROL_TEST = """\
 """
 
 
-def _cmdline(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    return " ".join(from_bytes(a) for a in raw.rstrip(b"\0").split(b"\0"))
-
-
-def _kill_if(pid: int, cmdline: str) -> None:
-    """SIGKILL `pid` if it still runs `cmdline` (guards against pid reuse)."""
-    if _cmdline(pid) == cmdline:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def _running(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
     try:
@@ -71,16 +55,6 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(b")", 1)[1].split()[0] != b"Z"
-
-
-def _image_cmdline(p: Process) -> str:
-    """What /proc/PID/cmdline shows for p: its last exec's argv, else its parent's."""
-    q: Process | None = p
-    while q is not None and not q.execs:
-        q = q.parent
-    if q is None:
-        return ""
-    return " ".join(q.execs[-1].argv or [q.execs[-1].cmdline])
 
 
 def _record(tmp_path: Path, backend: str, cmd: list[str], *extra: str,
@@ -124,15 +98,15 @@ def _bats_run(tmp_path: Path, backend: str, body: str) -> Iterator[tuple[Result,
     try:
         r = _record(tmp_path, backend, ["bats", str(test_file)], "--fds", "--timeout",
                     TIMEOUT_S, env={"LEAK_PIDFILE": str(pidfile)})
-        leftovers = [(p.pid, _image_cmdline(p)) for p in r.procs() if p.exit is None]
+        leftovers = [(p.pid, image_cmdline(p)) for p in r.procs() if p.exit is None]
         assert pidfile.exists(), f"the bats test did not run: {r.stdout} {r.stderr}"
         yield r, int(pidfile.read_text())
     finally:
         if pidfile.exists():
             with contextlib.suppress(ValueError):
-                _kill_if(int(pidfile.read_text()), "sleep 300")
+                kill_if(int(pidfile.read_text()), "sleep 300")
         for pid, cmdline in leftovers:
-            _kill_if(pid, cmdline)
+            kill_if(pid, cmdline)
 
 
 def _analyze_fds(path: Path) -> str:
