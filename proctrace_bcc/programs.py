@@ -7,7 +7,6 @@ source checkout, an editable install and a built wheel (which holds a copy).
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
 from proctrace_bcc.errors import RecorderError
@@ -15,7 +14,9 @@ from proctrace_bcc.errors import RecorderError
 
 def program_path(name: str) -> Path:
     """The file `name` of bpf_programs/ (e.g. "proctrace.bpf.c"); RecorderError if absent."""
-    res = files("proctrace_bcc") / "bpf_programs" / name
-    if isinstance(res, Path) and res.is_file():  # installed as files (not from a zip)
+    # the package's folder, as importlib.resources.files() gives it (whose import costs
+    # more than the rest of this module's users' start-up work)
+    res = Path(__file__).parent / "bpf_programs" / name
+    if res.is_file():  # installed as files (not from a zip)
         return res
     raise RecorderError(f"BPF program file {name} not found (looked for {res})")

@@ -16,7 +16,6 @@ Cleared when recording stops.  `-q`, or stderr not a terminal: never drawn.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -62,6 +61,8 @@ class StatusLine:
         if text is None:
             self.clear()
             return
+        import shutil  # only for a terminal (its import costs every run a few ms)
+
         width = shutil.get_terminal_size((80, 24)).columns
         line = f"[proctrace-bcc] {text}"
         if len(line) >= width:

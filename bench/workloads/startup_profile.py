@@ -8,9 +8,11 @@ Runs the real code path of `record --backend bcc` up to "probes are live"
 backend, and prints one JSON object of phase durations in seconds:
 
 - ``python``: interpreter start-up up to this script's first line;
-- ``import_cli``: ``import proctrace_bcc.cli`` (typer, what ``python -m`` pays);
-- ``cli_parse``: typer parsing a ``record`` command line (``--print-bpf``, which
-  returns once parsed: that imports record.py and the backend modules too);
+- ``import_cli``: ``import proctrace_bcc.cli`` (the entry point; typer is imported
+  only for the other commands and `record --help`);
+- ``cli_parse``: record's plain parser (record_options.parse) reading a ``record``
+  command line, run with ``--print-bpf``, which returns once parsed: that imports
+  record.py and the backend modules too;
 - ``import_record``: what is left of importing record.py and the BCC backend;
 - ``btf``: kernel_offsets (the cached offsets; with --no-cache: parse
   /sys/kernel/btf/vmlinux and resolve them);
@@ -86,13 +88,15 @@ def main() -> int:
 
     t = time.perf_counter()
     import proctrace_bcc.cli
+    import proctrace_bcc.record_options
 
     phases["import_cli"] = time.perf_counter() - t
-    # typer parsing a `record` command line (--print-bpf: it returns after parsing)
+    # record's plain parser reading a command line (--print-bpf: it returns once parsed)
     t = time.perf_counter()
+    values = proctrace_bcc.record_options.parse(["--print-bpf", "-o", os.devnull, "--", "true"])
+    assert values is not None
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-        proctrace_bcc.cli.app(["record", "--print-bpf", "-o", os.devnull, "--", "true"],
-                              standalone_mode=False)
+        proctrace_bcc.cli.record(values)
     phases["cli_parse"] = time.perf_counter() - t
     t = time.perf_counter()
     import proctrace_bcc.backends.bcc as bccmod
