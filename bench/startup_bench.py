@@ -1,7 +1,8 @@
 """Start and stop of `record` (issue 16): what a user feels on every run.
 
     sudo .venv/bin/python bench/startup_bench.py [--runs N] [--configure-runs N]
-        [--storm-n N] [--no-storm] [--no-configure] [--modes a,b] [--json PATH]
+        [--storm-n N] [--no-storm] [--no-configure] [--modes a,b] [--settle SECS]
+        [--json PATH]
 
 Modes, interleaved in rotation (one warm-up first, discarded): ``bcc-cold``
 (`record --no-cache`: BCC compiles, offsets parsed from BTF, as on a kernel's
@@ -19,7 +20,10 @@ Workloads: ``/bin/true`` (also timed as a bare ``record -o F -- /bin/true``,
 the figure of the issue), a fork+exec storm (bench/workloads/storm.sh, one
 loop of N /bin/true), and GNU hello's ``./configure`` (record_bench's apt
 source tree).  Ratios are end to end, start and stop included, against the
-same workload untraced; medians with min-max.  The BCC cache is the one
+same workload untraced; medians with min-max.  Runs are --settle seconds apart
+(default 1): a run's tracepoint detach goes on in its helper process for ~0.35 s
+after `record` exits, and a start in that time waits for the kernel's lock
+(--settle 0 measures that case).  The BCC cache is the one
 `record` uses ($PROCTRACE_CACHE or /var/cache/proctrace-bcc).
 """
 
@@ -84,8 +88,10 @@ def bare_true(mode: str, tmp: Path) -> float | None:
 
 
 def rotation(runner: Runner, modes: list[str], workload: list[str], runs: int,
-             cwd: Path | None = None, bare: bool = False) -> dict[str, dict[str, Any]]:
-    """Per mode: spreads of start-up, stop, end to end (and bare `record -- true`)."""
+             cwd: Path | None = None, bare: bool = False,
+             settle: float = 0.0) -> dict[str, dict[str, Any]]:
+    """Per mode: spreads of start-up, stop, end to end (and bare `record -- true`),
+    each run `settle` seconds after the one before."""
     runner.run("bcc", workload, cwd)  # warm-up (fills the cache)
     got: dict[str, dict[str, list[float]]] = {
         m: {"startup": [], "stop": [], "end_to_end": [], "bare_true": [], "record_cpu": []}
@@ -93,6 +99,7 @@ def rotation(runner: Runner, modes: list[str], workload: list[str], runs: int,
     failed: dict[str, list[str]] = {m: [] for m in modes}
     for i in range(runs):
         for m in modes:
+            time.sleep(settle)
             r = runner.run(m, workload, cwd)
             if not r.ok:
                 failed[m].append(str(r.error))
@@ -105,6 +112,7 @@ def rotation(runner: Runner, modes: list[str], workload: list[str], runs: int,
                 if r.shutdown_s is not None:
                     g["stop"].append(r.shutdown_s)
             if bare:
+                time.sleep(settle)
                 b = bare_true(m, runner.tmp)
                 if b is not None:
                     got[m]["bare_true"].append(b)
@@ -145,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--configure-runs", type=int, default=None,
                     help="rotations of ./configure (default: --runs)")
     ap.add_argument("--storm-n", type=int, default=2000, help="/bin/true in the storm")
+    ap.add_argument("--settle", type=float, default=1.0,
+                    help="seconds between runs (default 1): the tracepoint detach a run "
+                    "hands to its helper process goes on ~0.35 s after `record` exits, "
+                    "and a start meanwhile waits for the kernel's lock; 0: back to back")
     ap.add_argument("--no-configure", action="store_true", help="skip ./configure")
     ap.add_argument("--no-storm", action="store_true", help="skip the storm")
     ap.add_argument("--modes", default=",".join(MODES),
@@ -162,19 +174,22 @@ def main(argv: list[str] | None = None) -> int:
         started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         results: dict[str, Any] = {
             "date": started, "kernel": platform.release(), "cpus": os.cpu_count(),
-            "loadavg_before": rb.loadavg(), "command": " ".join(sys.argv), "runs": args.runs}
+            "loadavg_before": rb.loadavg(), "command": " ".join(sys.argv), "runs": args.runs,
+            "settle_s": args.settle}
         print(f"startup_bench {started}, kernel {platform.release()}, {os.cpu_count()} CPUs, "
-              f"load {results['loadavg_before']}")
-        results["true"] = rotation(runner, modes, [rb.TRUE], args.runs, bare=True)
+              f"load {results['loadavg_before']}, {args.settle:g} s between runs")
+        results["true"] = rotation(runner, modes, [rb.TRUE], args.runs, bare=True,
+                                   settle=args.settle)
         show("record -- /bin/true", results["true"], bare=True)
         if not args.no_storm:
             storm = ["/bin/sh", str(rb.WORKLOADS / "storm.sh"), str(args.storm_n), "1"]
-            results["storm"] = rotation(runner, modes, storm, args.runs)
+            results["storm"] = rotation(runner, modes, storm, args.runs, settle=args.settle)
             show(f"fork+exec storm: 1 loop x {args.storm_n} /bin/true", results["storm"])
         if not args.no_configure:
             tree = rb.configure_tree(args.package)
             results["configure"] = rotation(runner, modes, ["./configure"],
-                                            args.configure_runs or args.runs, cwd=tree)
+                                            args.configure_runs or args.runs, cwd=tree,
+                                            settle=args.settle)
             show(f"./configure of {args.package}", results["configure"])
         results["loadavg_after"] = rb.loadavg()
         print(f"\nload average before {results['loadavg_before']}, "

@@ -383,7 +383,7 @@ class Recorder:
         prev_cycle: int | None = None
         root_reaped_at: float | None = None
         stop_at: float | None = None
-        last_sync = 0
+        last_sync = time.monotonic_ns()  # write_header has just synced the header
         busy = False
         while True:
             cycle = time.monotonic_ns()
