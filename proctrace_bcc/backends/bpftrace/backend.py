@@ -23,6 +23,7 @@ import select
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ POLL_SYNC_S = 0.5  # how long poll() waits for a sync round (an unfinished one c
 POLL_BATCH_S = 0.01  # poll() reads this long after the first bytes (bpftrace writes line by line)
 SYNC_EVERY_NS = 50_000_000  # poll() starts a sync round at most this often (busy: polls are short)
 DRAIN_SYNC_S = 5.0  # how long drain() waits for its own, final round
+EXIT_S = 5.0  # how long bpftrace may take to exit once told to stop (then SIGKILL)
 
 
 @dataclass(slots=True)
@@ -66,6 +68,15 @@ class _Round:
 
     started: int
     want: dict[int, int]
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for a bpftrace told to stop; SIGKILL it after EXIT_S."""
+    try:
+        proc.wait(EXIT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _die_with_parent() -> None:
@@ -380,18 +391,18 @@ class BpftraceBackend(Backend):
         return self.parser.take()
 
     def close(self) -> None:
+        """Stop bpftrace without waiting for it: SIGINT (it runs END, which clears the
+        maps unprinted, then detaches its probes: over a second of kernel waits) with
+        our end of its output closed, so that it cannot block on a full pipe; a thread
+        reaps it (SIGKILL after EXIT_S).  Everything it recorded has been read by then
+        (drain's sync round); its probes are gone when it has exited."""
         proc = self._proc
         if proc is not None:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # runs END: maps cleared, not printed
-                deadline = time.monotonic() + 5
-                while proc.poll() is None and time.monotonic() < deadline:
-                    self._read(0.05)  # it must not block on a full pipe while exiting
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
+                proc.send_signal(signal.SIGINT)
             if proc.stdout is not None:
                 proc.stdout.close()
+            threading.Thread(target=_reap, args=(proc,), daemon=True).start()
         self._proc = None
         for p in (self._script, self._err):
             if p is not None:
