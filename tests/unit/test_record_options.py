@@ -21,6 +21,7 @@ PLAIN = [
     [],
     ["--", "true"],
     ["true", "-o", "x"],  # CMD starts at the first word that is not an option
+    ["ls", "--help"],
     ["-q", "-o", "-", "--", "sh", "-c", "exit 3"],
     ["-", "x"],
     ["--", "--", "x"],
