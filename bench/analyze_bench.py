@@ -1,6 +1,7 @@
 """How fast `analyze` is on a big recording, against merely parsing the file with orjson.
 
     .venv/bin/python bench/analyze_bench.py [--events N] [--keep PATH] [--rounds R]
+    .venv/bin/python bench/analyze_bench.py --against /tmp/before [--rounds R]
 
 Generates a synthetic recording (default 1,000,000 events, ~150,000 processes: a CI
 driver running 8 parallel workers that spawn shells, which exec wrapper chains after
@@ -212,11 +213,16 @@ print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime,
 """
 
 
-def _run(code: str, *args: str) -> dict[str, float]:
-    """Wall and CPU seconds (inside the interpreter, start-up excluded) and peak RSS MiB."""
+def _run(code: str, *args: str, tree: Path | None = None) -> dict[str, float]:
+    """Wall and CPU seconds (inside the interpreter, start-up excluded) and peak RSS MiB;
+    `tree`: the proctrace_bcc of that checkout instead of this one."""
     prog = _WRAP.replace("CODE", repr(code))
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     p = subprocess.run([sys.executable, "-c", prog, *args], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True, check=False)
+                       stderr=subprocess.PIPE, text=True, check=False, env=env,
+                       cwd=tree or Path(__file__).resolve().parent.parent)
     if p.returncode != 0:
         raise SystemExit(f"run failed ({p.returncode}): {p.stderr.strip()}")
     import json
@@ -232,6 +238,23 @@ def _time(code: str, args: list[str], rounds: int) -> dict[str, float]:
             "rss": max(r["rss"] for r in runs)}
 
 
+def _against(other: Path, path: Path, modes: list[str], out: str, rounds: int) -> None:
+    """Each mode run by this checkout and by `other` (another checkout of the project, e.g.
+    a `git worktree` of an older commit) in turns, `rounds` times each: the medians and
+    this one's CPU time relative to the other's (the machine's noise hits both alike)."""
+    here = Path(__file__).resolve().parent.parent
+    print(f"this checkout ({here}) against {other}, {rounds} interleaved rounds:")
+    for mode in modes:
+        mine: list[float] = []
+        theirs: list[float] = []
+        for _ in range(rounds):
+            mine.append(_run(_ANALYZE, str(path), mode, out)["cpu"])
+            theirs.append(_run(_ANALYZE, str(path), mode, out, tree=other)["cpu"])
+        a, b = statistics.median(mine), statistics.median(theirs)
+        print(f"  analyze -d {mode:12} cpu {a:6.2f} s against {b:6.2f} s: {a / b:5.2f}x "
+              f"(min {min(mine):.2f} against {min(theirs):.2f}: {min(mine) / min(theirs):.2f}x)")
+
+
 def _row(name: str, r: dict[str, float], base: dict[str, float]) -> str:
     return (f"{name:30} wall {r['wall']:6.2f} s ({r['wall'] / base['wall']:4.2f}x)  "
             f"cpu {r['cpu']:6.2f} s ({r['cpu'] / base['cpu']:4.2f}x)  "
@@ -245,6 +268,9 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="write the recording here and keep it")
     ap.add_argument("--modes", default="sequential,by-process,tree")
     ap.add_argument("--no-storm", action="store_true", help="skip the 4x-events comparison")
+    ap.add_argument("--against", type=Path, metavar="CHECKOUT",
+                    help="only compare each mode with another checkout of the project "
+                         "(`git worktree add /tmp/before REV`), in turns")
     a = ap.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="proctrace-bench-")
     path = a.keep or Path(tmp.name) / "bench.ndjson"
@@ -257,6 +283,10 @@ def main() -> None:
           f"{size / 2**20:.0f} MiB; generated in {time.perf_counter() - t0:.1f} s)")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of {a.rounds} runs")
     out = str(Path(tmp.name) / "out")
+    if a.against is not None:
+        _against(a.against.resolve(), path, a.modes.split(","), out, a.rounds)
+        tmp.cleanup()
+        return
     base = _time(_PARSE, [str(path)], a.rounds)
     print(_row("orjson parse (floor)", base, base))
     for mode in a.modes.split(","):

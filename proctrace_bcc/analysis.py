@@ -115,7 +115,7 @@ class Analysis:
                 try:
                     try:
                         owner = fast(ts, tag, body)
-                    except (Slow, KeyError):
+                    except Slow:
                         owner = slow(ts, tag, body)
                 except (ValueError, KeyError, TypeError) as exc:
                     raise self._error(lineno, exc) from None

@@ -151,9 +151,14 @@ def _int(s: str | None) -> int | None:
     return int(s) if s is not None and s.isdigit() else None
 
 
+def _may_be_bats(argv: list[str]) -> bool:
+    """Whether an argv may run bats-exec-test (False: the common case, decided in C)."""
+    return BATS_BOUNDARY in " ".join(argv[:3])
+
+
 def bats_identity(argv: list[str] | None) -> Identity | None:
     """The test a ``bats-exec-test`` argv runs (None: not one)."""
-    if not argv:
+    if argv is None or not _may_be_bats(argv):
         return None
     at = next((i for i, a in enumerate(argv[:3])
                if a.rsplit("/", 1)[-1] == BATS_BOUNDARY), None)
@@ -205,6 +210,9 @@ def _own(p: Process, outside: set[Key]) -> tuple[Identity, bool] | None:
 
 def attribute(tree: ProcessTree) -> Attribution:
     """Every process of the tree attributed to its test (see the module doc)."""
+    if not any(ex.env or (ex.argv is not None and _may_be_bats(ex.argv))
+               for p in tree.processes for ex in p.execs):
+        return Attribution([], list(tree.processes), {})  # no test names itself: all suite
     outside: set[Key] = set()
     for r in tree.roots:
         if r.execs:

@@ -5,7 +5,7 @@ else as ``{"b64": ...}`` (:func:`proctrace_bcc.events.encode_str`, applied here 
 string field).  Every body read was first checked against the schema by the reader
 (:mod:`proctrace_bcc.schema`: types and ranges of every field, once); :func:`event_from_obj`
 builds the event (decoding ``{"b64": ...}`` strings), :func:`fast_event` the same for
-plain bodies, faster.
+the plain bodies the reader passes on, faster.
 """
 
 from __future__ import annotations
@@ -166,30 +166,16 @@ def event_from_obj(kind: str, body: dict[str, Any]) -> Event:
 
 
 def fast_event(tag: str, body: dict[str, Any]) -> Event:
-    """Like event_from_obj, faster for well-formed bodies (falls back to it otherwise)."""
-    cls = EVENT_TYPES.get(tag)
-    if cls is not None and "fds" not in body:
+    """event_from_obj for a body the reader passed on, without its checks: a plain dict
+    holds plain values only (proctrace_bcc.schema.checked), so the event is made from it
+    as it is; an Irregular body (b64 strings, fds, env) or a field this version does
+    not know goes to event_from_obj."""
+    if type(body) is dict:
         try:
-            ev: Event = cls(**body)
-        except TypeError:
-            return event_from_obj(tag, body)
-        for name in INT_FIELDS[tag]:
-            if type(getattr(ev, name)) is not int:
-                return event_from_obj(tag, body)
-        if tag in TYPED_FIELDS:
-            return event_from_obj(tag, body)  # rare kinds: the checking path
-        f = getattr(ev, "filename", None)
-        if f is not None and type(f) is not str:
-            return event_from_obj(tag, body)
-        for name in _STR_LIST_FIELDS:
-            v = getattr(ev, name, None)
-            if v is not None and (type(v) is not list or any(type(a) is not str for a in v)):
-                return event_from_obj(tag, body)
-        env = getattr(ev, "env", None)
-        if env is not None and (type(env) is not dict
-                                or any(type(x) is not str for x in env.values())):
-            return event_from_obj(tag, body)
-        return ev
+            ev: Event = EVENT_TYPES[tag](**body)
+            return ev
+        except TypeError:  # a field this version does not know (forward compatible)
+            pass
     return event_from_obj(tag, body)
 
 
@@ -210,27 +196,3 @@ def header_from_obj(body: Any) -> Header:
 
 class Slow(Exception):
     """A fast path declines this body: it needs event_from_obj (and its messages)."""
-
-
-def plain_exec(body: dict[str, Any]) -> bool:
-    """An Exec body (checked by the reader: proctrace_bcc.schema) a fast path may apply
-    as it is (KeyError: cmdline is missing): str cmdline and filename, lists of str (no
-    {"b64": ...} strings), no fds."""
-    return not (type(body["cmdline"]) is not str
-                or not is_str_list(body.get("argv"))
-                or not is_str_list(body.get("interpreter"))
-                or type(body.get("filename")) not in (str, type(None))
-                or body.get("fds") is not None)
-
-
-def is_str_list(v: object) -> bool:
-    """None, or a list of str (a non-UTF-8 string is a {"b64": ...} object)."""
-    if v is None:
-        return True
-    if type(v) is not list:
-        return False
-    try:
-        " ".join(v)
-    except TypeError:
-        return False
-    return True

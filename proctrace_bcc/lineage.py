@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Protocol, TypeVar
 
-from proctrace_bcc.codec import Slow, plain_exec
+from proctrace_bcc.codec import Slow
 from proctrace_bcc.events import (
     Event,
     Exec,
@@ -114,6 +114,9 @@ class Node(Protocol):
                sid: int | None) -> None:
         """It ran a new image at `t`, in process group `pgid`."""
 
+    def exec_body(self, t: int, body: dict[str, Any]) -> None:
+        """`execed`, from a plain Exec body (it reads the fields it keeps)."""
+
     def exec_failed(self, t: int, pid: int, filename: str, errno: int,
                     truncated: bool) -> None:
         """An exec of it failed."""
@@ -121,6 +124,9 @@ class Node(Protocol):
     def ended(self, t: int, pid: int, ppid: int, pgid: int, exit_code: int | None,
               signal: int | None, core_dumped: bool) -> None:
         """It ended."""
+
+    def exit_body(self, t: int, body: dict[str, Any]) -> None:
+        """`ended`, from a plain Exit body (it reads the fields it keeps)."""
 
     def set_pgid(self, t: int, pgid: int | None) -> None:
         """Its process group at `t` (None: not known)."""
@@ -146,7 +152,8 @@ class Lineage(Generic[M]):
     """
 
     root_pid: int | None = None  # its fork by the recorder makes it a root
-    # The nodes keep the events' contents: bodies needing decoding (env) go to `add`.
+    # The nodes keep the events' contents (tree.Process); light ones (membership.Light)
+    # keep only what identity, exits and commands need: add_body gives them no more.
     heavy = True
 
     live: dict[int, M]  # pid -> newest process with that pid
@@ -156,7 +163,7 @@ class Lineage(Generic[M]):
         raise NotImplementedError
 
     def _drop(self, node: M) -> None:
-        """`node` was no process: a fork replaced it (see `_adopt`)."""
+        """`node` was no process: a fork replaced it (see `fork`)."""
         raise NotImplementedError
 
     def get(self, pid: int, t: int, ppid: int | None) -> M:
@@ -168,23 +175,21 @@ class Lineage(Generic[M]):
             p.ppid = ppid
         return p
 
-    def _adopt(self, pid: int) -> None:
-        """A Fork of `pid` replaces the process seen (e.g. an out-of-order event)
-        before its fork with nothing of its own yet."""
-        old = self.live.get(pid)
-        if old is not None and old.exit is None and old.adoptable:
-            self._drop(old)
-
     def fork(self, t: int, parent_pid: int, child_pid: int, parent_pgid: int,
              child_pgid: int | None, sid: int | None) -> M:
         pgid = child_pgid if child_pgid is not None else parent_pgid
-        if child_pid == self.root_pid and parent_pid not in self.live:
+        live = self.live
+        if child_pid == self.root_pid and parent_pid not in live:
             # The recorder forked the root: it is not part of the tree.
             owner = self._new(child_pid, t, None)
             owner.ppid = parent_pid
         else:
             self.get(parent_pid, t, None).set_pgid(t, parent_pgid)
-            self._adopt(child_pid)
+            # The fork replaces a process seen before it (e.g. by an out-of-order event)
+            # with nothing of its own yet.
+            old = live.get(child_pid)
+            if old is not None and old.exit is None and old.adoptable:
+                self._drop(old)
             owner = self._new(child_pid, t, parent_pid)
         owner.forked(t, pgid, sid)
         return owner
@@ -258,45 +263,51 @@ class Lineage(Generic[M]):
         return None
 
     def add_body(self, t: int, tag: str, body: dict[str, Any]) -> M | None:
-        """`add` for a body the reader checked against the schema (proctrace_bcc.schema),
-        without making the event; Slow (or KeyError) if it needs `add`: byte-exact
-        strings ({"b64": ...}), fds, env values kept by a heavy node, rare kinds.  It
-        raises before any change, so that a body falls back at most once.  For light
-        nodes the contents they do not keep are not read (None, False: the hot path of
+        """`add` for a body the reader passed on, without making the event: a plain dict
+        holds plain values, every field the writer always writes included
+        (proctrace_bcc.schema.checked).  Slow for an Irregular body (b64 strings, fds,
+        env: they need decoding) and for the kinds it leaves to `add`; it raises before
+        any change, so that a body is applied once.  The rules of `exec`, `exit`, ...
+        with `get` inlined (tests/unit/test_stream.py checks both give the same tree and
+        owners); a node reads what it keeps of an Exec or Exit body itself, and light
+        nodes (`heavy` False) are given no failed exec and no group (the hot path of
         sequential and by-process)."""
-        heavy = self.heavy
-        if tag == "Exec":
-            if not plain_exec(body):
-                raise Slow
-            if not heavy:
-                return self.exec(t, body["pid"], body["ppid"], body["pgid"], None, None,
-                                 body["cmdline"], None, body.get("filename"), None, False,
-                                 None, None)
-            if "env" in body:
-                raise Slow  # its values may need decoding: add
-            return self.exec(t, body["pid"], body["ppid"], body["pgid"], body.get("sid"),
-                             body.get("uid"), body["cmdline"], body.get("argv"),
-                             body.get("filename"), body.get("interpreter"),
-                             body.get("truncated", False), None, None)
-        if tag == "ExecFailed":
-            filename = body["filename"]
-            if type(filename) is not str:  # {"b64": ...}
-                raise Slow
-            return self.exec_failed(t, body["pid"], filename, body["errno"],
-                                    heavy and body.get("truncated", False))
+        if type(body) is not dict:
+            raise Slow
         if tag == "Fork":
             return self.fork(t, body["parent_pid"], body["child_pid"], body["parent_pgid"],
-                             body.get("child_pgid"), body.get("sid"))
-        if tag == "Exit":
-            if not heavy:
-                return self.exit(t, body["pid"], body["ppid"], body["pgid"], None, None, False)
-            return self.exit(t, body["pid"], body["ppid"], body["pgid"], body.get("exit_code"),
-                             body.get("signal"), body.get("core_dumped", False))
-        if tag == "SetPGID":
-            return self.setpgid(t, body["target_pid"], body["pgid"])
-        if tag == "SetSID":
-            return self.setsid(t, body["pid"], body["ppid"], body["pgid"], body["sid"])
-        raise Slow
+                             body["child_pgid"], body["sid"])
+        owner = _OWNER.get(tag)
+        if owner is None:
+            raise Slow
+        pid = body[owner[0]]
+        ppid = body["ppid"] if owner[1] else None
+        p = self.live.get(pid)
+        if p is None or p.exit is not None:
+            p = self._new(pid, t, ppid)
+        elif p.ppid is None and ppid:
+            p.ppid = ppid
+        if tag == "Exec":
+            p.exec_body(t, body)
+        elif tag == "Exit":
+            p.exit_body(t, body)
+        elif not self.heavy:
+            pass
+        elif tag == "ExecFailed":
+            p.exec_failed(t, pid, body["filename"], body["errno"], body.get("truncated", False))
+        else:  # SetPGID, SetSID
+            p.set_pgid(t, body["pgid"])
+            if tag == "SetSID":
+                p.set_sid(t, body["sid"])
+        return p
+
+
+# Whose event add_body applies, as `add` does: the field naming its process (SetPGID:
+# the target's), and whether the event's "ppid" is that process's parent.
+_OWNER: dict[str, tuple[str, bool]] = {
+    "Exec": ("pid", True), "ExecFailed": ("pid", False), "Exit": ("pid", True),
+    "SetPGID": ("target_pid", False), "SetSID": ("pid", True),
+}
 
 
 # ---------------------------------------------------------------------------

@@ -48,12 +48,18 @@ class Light:
                sid: int | None) -> None:
         self.adoptable = False
 
+    def exec_body(self, t: int, body: dict[str, Any]) -> None:
+        self.adoptable = False
+
     def exec_failed(self, t: int, pid: int, filename: str, errno: int,
                     truncated: bool) -> None:
         pass
 
     def ended(self, t: int, pid: int, ppid: int, pgid: int, exit_code: int | None,
               signal: int | None, core_dumped: bool) -> None:
+        self.exit = True
+
+    def exit_body(self, t: int, body: dict[str, Any]) -> None:
         self.exit = True
 
     def set_pgid(self, t: int, pgid: int | None) -> None:
@@ -76,6 +82,13 @@ class Named(Light):
                env: dict[str, str] | None, uid: int | None, pgid: int,
                sid: int | None) -> None:
         self.adoptable = False
+        self._named(cmdline, filename)
+
+    def exec_body(self, t: int, body: dict[str, Any]) -> None:
+        self.adoptable = False
+        self._named(body["cmdline"], body["filename"])
+
+    def _named(self, cmdline: str, filename: str | None) -> None:
         if self.first is None:
             self.first = cmdline or filename or ""
         self.last = cmdline

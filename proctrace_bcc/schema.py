@@ -2,17 +2,19 @@
 
 The schema is the events' dataclasses (:mod:`proctrace_bcc.events`: a field's type, and
 whether it has a default) plus the integer ranges of :data:`RANGES` (docs/format.md,
-"Validation and limits").  :func:`check_event` is called by the reader
-(:mod:`proctrace_bcc.read.lines`) on every event body before anything else sees it, and
-:func:`check_header` by :func:`proctrace_bcc.codec.header_from_obj`; what passes can be
-used as it is by the fast paths (tree.FastBuilder, membership, codec.fast_event), which
-only still decide between a plain str and a ``{"b64": ...}`` string.
+"Validation and limits").  Every event body is checked by the reader
+(:mod:`proctrace_bcc.read.lines`: the compiled check of its kind, :data:`CHECKS`, inlined;
+:func:`checked` for the converted formats) before anything else sees it, and the Header
+by :func:`check_header` (from :func:`proctrace_bcc.codec.header_from_obj`).  A body the
+compiled check passes holds plain values only, and the fast paths (lineage.Lineage.add_body,
+codec.fast_event) use it as it is; one it does not decide but the field-by-field check
+passes reaches them as an :class:`Irregular`, which they leave to the reference path.
 
-Each kind's check is compiled from the schema into straight-line code (:func:`_compile`:
-a type test and a chained comparison a field, no loop, no call), fast enough to run on
-every line.  What it does not decide (``{"b64": ...}`` strings, ``fds``, ``env``, and
-anything wrong) is checked field by field by :func:`_check_fields`, which also words
-the error.
+Each kind's plain body is also a type for msgspec (:data:`PLAIN`, derived from the same
+schema): the reader parses and checks a usual line in one step, in C
+(:data:`LINE_DECODERS`).  What that step refuses (``{"b64": ...}`` strings, ``fds``,
+``env``, the rare kinds, and anything wrong) is checked field by field by
+:func:`_check_fields`, which also words the error.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from dataclasses import MISSING, fields
-from typing import Any
+from typing import Annotated, Any, NotRequired, TypedDict, Union
+
+import msgspec
 
 from proctrace_bcc.events import EVENT_TYPES, FdInfo, Header, decode_str
 
@@ -154,64 +158,71 @@ def _check_fields(where: str, schema: dict[str, Field], body: dict[str, Any]) ->
             raise _fail(where, f, v)
 
 
-class Unusual(Exception):
-    """A body the compiled check does not decide (a b64 string, fds, env, a bad value):
-    it is checked field by field."""
-
-
-def _test(f: Field, v: str) -> str:
-    """The expression true when `v` (a local) is a usual value of field f."""
+def _plain_type(f: Field, always: bool) -> Any:
+    """The msgspec type of field f's plain values (None: only null or absent)."""
     lo, hi = f.range
-    test = {INT: f"type({v}) is int and {lo} <= {v} <= {hi}", STR: f"type({v}) is str",
-            BOOL: f"type({v}) is bool",
-            # join: a TypeError (field by field) unless every element is a str
-            STRS: f"type({v}) is list and type(' '.join({v})) is str"}.get(f.kind, "False")
-    if f.nullable:
-        return f"({v} is None or {test})"
-    return f"({test})"
+    base: Any = {INT: Annotated[int, msgspec.Meta(ge=lo, le=hi)], STR: str, BOOL: bool,
+                 STRS: list[str]}.get(f.kind, type(None))
+    t = Union[base, None] if f.nullable else base  # noqa: UP007 (a runtime type)
+    return t if always else NotRequired[t]
 
 
-def _compile(kind: str, cls: type[Any], schema: dict[str, Field]
-             ) -> Callable[[dict[str, Any]], None]:
-    """The check of one kind as one expression (a type test and a chained comparison a
-    field, the fields the writer always writes fetched by one itemgetter): raises
-    Unusual for anything that needs _check_fields."""
-    always = [f.name for f in fields(cls)
-              if not f.metadata.get("omit_default") and schema[f.name].kind in (INT, STR,
-                                                                                BOOL, STRS)]
-    other = [f for f in schema.values() if f.name not in always]
-    names = [f"v{i}" for i in range(len(always))]
-    tests = [_test(schema[n], v) for n, v in zip(always, names, strict=True)]
-    for f in other:  # omitted when null or default: absent is fine
-        v = f"b.get({f.name!r}, _M)"
-        tests.append(f"({v} is _M or {_test(f, v)})" if f.kind in (INT, STR, BOOL, STRS)
-                     else f"{v} in (_M, None)" if f.nullable else f"{v} is _M")
-    src = [f"def check_{kind}(b):",
-           "    try:",
-           f"        {', '.join(names)}{',' if len(names) == 1 else ''} = _get(b)",
-           f"        if {' and '.join(tests)}:",
-           "            return",
-           "    except (KeyError, TypeError):",
-           "        pass",
-           "    raise Unusual"]
-    scope: dict[str, Any] = {"Unusual": Unusual, "_M": MISSING,
-                             "_get": operator.itemgetter(*always) if len(always) > 1
-                             else (lambda b, _n=always[0]: (b[_n],))}
-    exec("\n".join(src), scope)
-    fn: Callable[[dict[str, Any]], None] = scope[f"check_{kind}"]
-    return fn
+def _plain(kind: str, cls: type[Any], schema: dict[str, Field]) -> Any:
+    """The plain body of one kind as a TypedDict for msgspec (None: the kind has none):
+    every field the writer always writes (ints in range, str, lists of str, bool; null
+    where allowed), the others absent or of those values, anything else (``fds``,
+    ``env``: only null).  Unknown fields are ignored, and left out of the body."""
+    always = {f.name for f in fields(cls) if not f.metadata.get("omit_default")
+              and schema[f.name].kind in (INT, STR, BOOL, STRS)}
+    if any(f.name not in always and f.kind not in (INT, STR, BOOL, STRS) and not f.nullable
+           for f in schema.values()):
+        return None  # a field plain only when absent (End.running, FdSnapshot.fds)
+    td: Any = TypedDict  # the functional form, fields computed
+    return td(f"{kind}Body", {f.name: _plain_type(f, f.name in always)
+                              for f in schema.values()})
 
 
-CHECKS = {kind: _compile(kind, EVENT_TYPES[kind], schema) for kind, schema in SCHEMA.items()}
+PLAIN: dict[str, Any] = {kind: t for kind, schema in SCHEMA.items()
+                         if (t := _plain(kind, EVENT_TYPES[kind], schema)) is not None}
 
 
-def check_event(tag: str, body: dict[str, Any]) -> None:
+def _line_decoder(kind: str) -> tuple[str, Callable[[bytes], Any], Callable[[Any], Any]]:
+    line = msgspec.defstruct(f"{kind}Line", [(kind, PLAIN[kind])], forbid_unknown_fields=True)
+    return kind, msgspec.json.Decoder(line).decode, operator.attrgetter(kind)
+
+
+# The reader's one step for a usual line, by how the writer starts it (b'{"Exec":...'):
+# the name of its kind, as bytes -> (kind, decode the whole line, its body).  The decoder
+# checks the line in C: one key, the kind's plain body; a ValueError (msgspec's) for
+# anything else, which the reader then checks with `checked`.
+LINE_DECODERS = {kind.encode(): _line_decoder(kind) for kind in PLAIN}
+
+
+class Irregular(dict[str, Any]):
+    """A body the compiled check did not decide and the field-by-field check passed: it
+    may hold ``{"b64": ...}`` strings, ``fds`` or ``env``.  The fast paths
+    (lineage.Lineage.add_body, codec.fast_event) leave it to codec.event_from_obj; every
+    other body the reader passes on is a plain ``dict`` of plain values (ints in range,
+    str, lists of str), which they take as it is."""
+
+    __slots__ = ()
+
+
+def checked(tag: str, body: dict[str, Any]) -> dict[str, Any]:
     """Check one event body (its kind known, a dict) against the schema; ValueError says
-    what is wrong, in the words of the field."""
-    try:
-        CHECKS[tag](body)
-    except Unusual:
-        _check_fields(tag, SCHEMA[tag], body)
+    what is wrong, in the words of the field.  Returns the body as the fast paths may
+    take it, unknown fields left out: plain, else an Irregular."""
+    plain = PLAIN.get(tag)
+    if plain is not None:
+        try:
+            b: dict[str, Any] = msgspec.convert(body, plain)
+        except msgspec.ValidationError:
+            pass
+        else:
+            return b
+    schema = SCHEMA[tag]
+    _check_fields(tag, schema, body)
+    return Irregular({k: v for k, v in body.items() if k in schema})
 
 
 def check_header(body: object) -> None:

@@ -130,8 +130,7 @@ class Process:
 
     def forked(self, t: int, pgid: int, sid: int | None) -> None:
         self.fork_time = t
-        self.set_pgid(t, pgid)
-        self.set_sid(t, sid)
+        self._joined(t, pgid, sid)
 
     def execed(self, t: int, cmdline: str, argv: list[str] | None, filename: str | None,
                interpreter: list[str] | None, truncated: bool, fds: list[FdInfo] | None,
@@ -141,8 +140,11 @@ class Process:
                                    env))
         if uid is not None:
             self.uid = uid
-        self.set_pgid(t, pgid)
-        self.set_sid(t, sid)
+        self._joined(t, pgid, sid)
+
+    def exec_body(self, t: int, body: dict[str, Any]) -> None:
+        self.execed(t, body["cmdline"], body["argv"], body["filename"], body["interpreter"],
+                    body["truncated"], None, None, body["uid"], body["pgid"], body["sid"])
 
     def exec_failed(self, t: int, pid: int, filename: str, errno: int,
                     truncated: bool) -> None:
@@ -151,6 +153,10 @@ class Process:
     def ended(self, t: int, pid: int, ppid: int, pgid: int, exit_code: int | None,
               signal: int | None, core_dumped: bool) -> None:
         self.exit = Exit(t, pid, ppid, pgid, exit_code, signal, core_dumped)
+
+    def exit_body(self, t: int, body: dict[str, Any]) -> None:
+        self.exit = Exit(t, body["pid"], body["ppid"], body["pgid"], body["exit_code"],
+                         body["signal"], body["core_dumped"])
 
     def set_pgid(self, t: int, pgid: int | None) -> None:
         h = self.pgid_history
@@ -161,6 +167,16 @@ class Process:
         h = self.sid_history
         if sid is not None and (not h or h[-1][1] != sid):
             h.append((t, sid))
+
+    def _joined(self, t: int, pgid: int, sid: int | None) -> None:
+        """set_pgid and set_sid at once (a fork or an exec names both)."""
+        h = self.pgid_history
+        if not h or h[-1][1] != pgid:
+            h.append((t, pgid))
+        if sid is not None:
+            h = self.sid_history
+            if not h or h[-1][1] != sid:
+                h.append((t, sid))
 
     def set_fd_snapshot(self, ev: FdSnapshot) -> None:
         self.fd_snapshot = ev
@@ -207,10 +223,12 @@ class ProcessTree:
         return [p for p in self.processes if p.exit is None]
 
 
-class _Builder(Lineage[Process]):
-    """The tree: the rules of lineage.Lineage over tree.Process."""
+class _Builder(Lineage[Process], Subtree[Process]):
+    """The tree: the rules of lineage.Lineage over tree.Process; the subtree of
+    `select_pid` (lineage.Subtree) tracked as it grows (None: no selection)."""
 
-    def __init__(self, root_pid: int | None = None) -> None:
+    def __init__(self, root_pid: int | None = None, select_pid: int | None = None) -> None:
+        Subtree.__init__(self, select_pid)
         self.root_pid = root_pid
         self.processes: list[Process] = []
         self.live: dict[int, Process] = {}  # pid -> newest process with that pid
@@ -224,10 +242,12 @@ class _Builder(Lineage[Process]):
             p.inherited_command = parent.command
         self.processes.append(p)
         self.live[pid] = p
+        self.place(p, pid, parent)
         return p
 
     def _drop(self, node: Process) -> None:
         self.processes.remove(node)
+        self.forget(node)
 
 
 def build_tree(events: Iterable[Event], header: Header | None = None) -> ProcessTree:
@@ -273,29 +293,19 @@ def build_tree_with_owners(events: Iterable[Event], header: Header | None = None
 # The tree from parsed dicts (proctrace_bcc.analysis)
 
 
-class FastBuilder(_Builder, Subtree[Process]):
+class FastBuilder(_Builder):
     """tree._Builder fed with parsed dicts (lineage.Lineage.add_body, the same rules);
     tracks the selected subtree while building.  tests/unit/test_stream.py checks it
     gives the tree of build_tree."""
 
     def __init__(self, select_pid: int | None) -> None:
-        _Builder.__init__(self)
-        Subtree.__init__(self, select_pid)
-
-    def _new(self, pid: int, t: int, ppid: int | None) -> Process:
-        p = _Builder._new(self, pid, t, ppid)
-        self.place(p, pid, p.parent)
-        return p
-
-    def _drop(self, node: Process) -> None:
-        _Builder._drop(self, node)
-        self.forget(node)
+        _Builder.__init__(self, select_pid=select_pid)
 
     def add_obj(self, t: int, tag: str, body: dict[str, Any]) -> Process | None:
         """Add one event body; ValueError (from event_from_obj) if it is malformed."""
         try:
             return self.add_body(t, tag, body)
-        except (Slow, KeyError):
+        except Slow:
             pass
         ev = event_from_obj(tag, body)
         if isinstance(ev, (Lost, End)):

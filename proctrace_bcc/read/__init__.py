@@ -33,7 +33,7 @@ from proctrace_bcc.read.order import (
     sort_all,
 )
 from proctrace_bcc.read.source import Source
-from proctrace_bcc.schema import check_event
+from proctrace_bcc.schema import checked
 
 
 @dataclass(slots=True)
@@ -93,7 +93,7 @@ class Reader(Lines):
         for i, ev in enumerate(converted):
             ((tag, obj),) = event_to_obj(ev).items()
             try:
-                check_event(tag, obj)  # what was converted holds to our schema
+                obj = checked(tag, obj)  # what was converted holds to our schema
             except ValueError as exc:
                 raise self.bad(None, str(exc)) from None
             out.append((ev.timestamp, i, tag, obj))

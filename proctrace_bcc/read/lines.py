@@ -18,7 +18,7 @@ from proctrace_bcc.errors import RecordingError
 from proctrace_bcc.events import EVENT_TYPES, Header
 from proctrace_bcc.read.order import Obj
 from proctrace_bcc.read.source import Source
-from proctrace_bcc.schema import CHECKS, Unusual, check_event
+from proctrace_bcc.schema import LINE_DECODERS, checked
 
 # Bytes of lines read and parsed at a time.
 CHUNK_BYTES = 1 << 16
@@ -164,50 +164,41 @@ class Lines:
         return self.bad(lineno, "expected an object with exactly one key (the event kind)")
 
     def parsed(self) -> Iterator[tuple[list[Obj], bool]]:
-        """Event lines of one of our recordings in file order, checked lightly, in chunks.
+        """Event lines of one of our recordings in file order, checked, in chunks.
 
         Yields (chunk, in_order): in_order is False when a timestamp in the chunk is
-        smaller than the one before it (in the chunk or the previous chunk).
+        smaller than the one before it (in the chunk or the previous chunk).  A usual
+        line is parsed and checked against the schema in one step
+        (schema.LINE_DECODERS, chosen by the kind the line starts with); any line that
+        step refuses is taken again by :meth:`_careful`, which words the error or
+        passes the body on as a schema.Irregular.
         """
-        loads = orjson.loads
-        decode_error = orjson.JSONDecodeError
-        kinds = EVENT_TYPES
-        check = check_event
-        checks = CHECKS
+        decoders = LINE_DECODERS
+        careful = self._careful
         skip = self.header_line or 0
         lineno = 0
         prev = -(1 << 62)
         with self.source.open() as f:
             for lines in self._chunks(f):
+                if lineno < skip:  # the Header and the blank lines before it
+                    n = min(len(lines), skip - lineno)
+                    lineno += n
+                    lines = lines[n:]
                 chunk: list[Obj] = []
                 ap = chunk.append
                 in_order = True
-                for line in lines:
-                    lineno += 1
-                    if lineno <= skip:
-                        continue
+                first = lineno + 1
+                for lineno, line in enumerate(lines, first):
                     try:
-                        obj = loads(line)
-                    except decode_error as exc:
-                        if self._undecodable(lineno, line, exc):
+                        tag, decode, body_of = decoders[line[2:line.find(b'"', 2)]]
+                        body = body_of(decode(line))
+                    except (KeyError, ValueError):  # not a usual line (msgspec's errors too)
+                        o = careful(lineno, line)
+                        if o is False:
+                            continue
+                        if o is True:
                             break
-                        continue
-                    if type(obj) is not dict or len(obj) != 1:
-                        raise self._not_one_key(lineno)
-                    ((tag, body),) = obj.items()
-                    if tag not in kinds:
-                        if tag == "Header":
-                            raise self.bad(lineno, "Header must be the first line")
-                        raise self.bad(lineno, f"unknown event kind {tag!r}")
-                    if type(body) is not dict:
-                        raise self.bad(lineno, f"{tag}: body must be an object")
-                    try:
-                        checks[tag](body)  # schema.check_event, its fast part inlined
-                    except Unusual:
-                        try:
-                            check(tag, body)
-                        except ValueError as exc:
-                            raise self.bad(lineno, str(exc)) from None
+                        tag, body = o
                     ts = body["timestamp"]
                     if ts < prev:
                         in_order = False
@@ -216,6 +207,28 @@ class Lines:
                     ap((ts, lineno, tag, body))
                 yield chunk, in_order
         self.last_line = lineno
+
+    def _careful(self, lineno: int, line: bytes) -> tuple[str, dict[str, Any]] | bool:
+        """One line the quick step of :meth:`parsed` refused, checked step by step: its
+        (kind, body), False to skip it (a blank line), True for a truncated last line
+        (stop reading); anything else is the error naming the line."""
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            return self._undecodable(lineno, line, exc)
+        if type(obj) is not dict or len(obj) != 1:
+            raise self._not_one_key(lineno)
+        ((tag, body),) = obj.items()
+        if tag not in EVENT_TYPES:
+            if tag == "Header":
+                raise self.bad(lineno, "Header must be the first line")
+            raise self.bad(lineno, f"unknown event kind {tag!r}")
+        if type(body) is not dict:
+            raise self.bad(lineno, f"{tag}: body must be an object")
+        try:
+            return tag, checked(tag, body)
+        except ValueError as exc:
+            raise self.bad(lineno, str(exc)) from None
 
     def tagged(self) -> Iterator[tuple[int, str, Any]]:
         """(line number, tag, body) of every line, unchecked beyond the JSON shape (for

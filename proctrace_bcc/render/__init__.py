@@ -54,8 +54,10 @@ def json_safe(text: bytes) -> bytes:
     return _JSON_UNSAFE.sub(_json_escape, text)
 
 
-# Arguments a shell reads as they are.
-_PLAIN_ARG = re.compile(r"[A-Za-z0-9@%+=:,./_-]+")
+# Arguments a shell reads as they are: these characters only (not empty).
+_PLAIN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789@%+=:,./_-"
+_PLAIN_ARG = re.compile(f"[{re.escape(_PLAIN_CHARS)}]+")
+_PLAIN_BYTES = _PLAIN_CHARS.encode()
 _ANSI_C = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\E"}
 
 
@@ -76,15 +78,27 @@ def shell_word(arg: str) -> str:
     invalid bytes; nothing in it acts on a terminal."""
     if _PLAIN_ARG.fullmatch(arg):
         return arg
-    if _CONTROL.search(arg) is None and display(arg) == arg:
-        return "'" + arg.replace("'", "'\\''") + "'"
+    if (arg.isascii() and arg.isprintable()) or (_CONTROL.search(arg) is None
+                                                 and display(arg) == arg):
+        return _single_quoted(arg)
     return "$'" + "".join(_ansi_c_char(c) for c in arg) + "'"
 
 
 def shell_argv(argv: list[str]) -> str:
     """An argv as one shell command line a person can read unambiguously, copy and run
     (see shell_word): every renderer shows argv with this."""
-    return " ".join(shell_word(a) for a in argv)
+    line = " ".join(argv)
+    if line.isascii() and "" not in argv and (line.encode().translate(None, _PLAIN_BYTES)
+                                              == b" " * (len(argv) - 1)):
+        return line  # every argument plain: only the separators are not (in C)
+    if line.isascii() and line.isprintable():  # plain, or '...' (shell_word, inlined)
+        plain = _PLAIN_ARG.fullmatch
+        return " ".join([a if plain(a) else _single_quoted(a) for a in argv])
+    return " ".join([shell_word(a) for a in argv])
+
+
+def _single_quoted(arg: str) -> str:
+    return "'" + arg.replace("'", "'\\''") + "'"
 
 
 def fmt_duration(ns: int) -> str:

@@ -1,9 +1,10 @@
 """`analyze -d sequential`: the events in timestamp order, NDJSON, cleaned up.
 
 One externally tagged object per line, as in the recording, minus: the Header, events
-of processes outside the analysed subtree, fields that are null, and ``truncated`` /
-``core_dumped`` when false.  Strings keep the recording's encoding (invalid UTF-8 as
-``{"b64": ...}``), so the output is itself a readable recording (without header).
+of processes outside the analysed subtree, fields that are null or that this version
+does not know, and ``truncated`` / ``core_dumped`` when false.  Strings keep the
+recording's encoding (invalid UTF-8 as ``{"b64": ...}``), so the output is itself a
+readable recording (without header).
 For the original proctrace's recordings the events are the converted ones
 (ExecFull and friends become Exec, see docs/format.md).
 """

@@ -9,9 +9,11 @@ The dependencies (orjson, typer and theirs) are fetched as wheels once into
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -27,7 +29,8 @@ pytestmark = pytest.mark.kernel
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 DEPS_CACHE = REPO / ".cache" / "test-wheels"
-DEPS = ["orjson>=3.9", "typer>=0.9"]
+# The wheel's dependencies, as the project declares them.
+DEPS: list[str] = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
 # What the wheel is built from: the package (its bpf_programs link included) and metadata.
 SOURCES = ["pyproject.toml", "README.md", "proctrace_bcc", "bpf_programs"]
 
@@ -63,7 +66,7 @@ def _build_wheel(tmp: Path) -> Path:
 
 
 def _dependency_wheels(pip: Path, tmp: Path) -> None:
-    stamp = DEPS_CACHE / ".complete"
+    stamp = DEPS_CACHE / (".complete-" + hashlib.sha256(" ".join(DEPS).encode()).hexdigest()[:16])
     if stamp.exists():
         return
     DEPS_CACHE.mkdir(parents=True, exist_ok=True)

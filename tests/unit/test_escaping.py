@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from proctrace_bcc import analyze
 from proctrace_bcc.events import (
@@ -28,7 +29,7 @@ from proctrace_bcc.events import (
     Fork,
     Header,
 )
-from proctrace_bcc.render import json_safe, oneline, shell_argv
+from proctrace_bcc.render import json_safe, oneline, shell_argv, shell_word
 from proctrace_bcc.render.registry import MODES
 from proctrace_bcc.writer import RecordingWriter
 
@@ -133,3 +134,14 @@ def test_argv_is_shell_quoted_so_it_reads_back() -> None:
     script = f"for a in {line}; do printf '%s\\0' \"$a\"; done"
     out = subprocess.run(["bash", "-c", script], capture_output=True, check=True).stdout
     assert out.split(b"\0")[:-1] == [a.encode("utf-8", "surrogateescape") for a in argv]
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["ls"], ["ls", "-l", "/tmp"], ["", "x"], ["x", ""], ["a", "", "b"], ["two words"],
+    ["a  b"], [" a"], ["a "], ["gcc", "-O2", "a.c"], ["a", "b\tc"], ["\u202e"], ["é"],
+    ["--x=1,2:3@4%5+6"], ["a", "'"], ["echo", "$HOME", "a#b", "x'y", "", "ok"], ["é", "a b"],
+])
+def test_shell_argv_fast_path_is_shell_word(argv: list[str]) -> None:
+    """shell_argv takes a whole plain command line in one match: the same as quoting
+    each word (shell_word)."""
+    assert shell_argv(argv) == " ".join(shell_word(a) for a in argv)
