@@ -1,7 +1,7 @@
 """How fast `analyze` is on a big recording, against merely parsing the file with orjson.
 
     .venv/bin/python bench/analyze_bench.py [--events N] [--keep PATH] [--rounds R]
-    .venv/bin/python bench/analyze_bench.py --against /tmp/before [--rounds R]
+    .venv/bin/python bench/analyze_bench.py --against /tmp/before [--rounds R] [--instructions]
 
 Generates a synthetic recording (default 1,000,000 events, ~150,000 processes: a CI
 driver running 8 parallel workers that spawn shells, which exec wrapper chains after
@@ -12,9 +12,12 @@ and a few never exit; PIDs are reused), then times, each in a fresh subprocess:
 - ``analyze -d sequential``, ``-d by-process`` and ``-d tree`` (output to /dev/null),
 
 and prints wall time (median of R rounds), the ratio to ``parse`` and the peak RSS of
-each subprocess (``ru_maxrss``).  It also times every mode on a recording with about
-the same number of processes but several times the events (SetPGID storms), to show
-that memory follows processes, not events.
+each subprocess (``ru_maxrss``; the recording is generated in a child too, so that its
+memory does not count).  It also times every mode on a recording with about the same
+number of processes but several times the events (SetPGID storms), to show that memory
+follows processes, not events.  ``--against CHECKOUT`` instead runs each mode from this
+checkout and from another one in turns (CPU medians, and with ``--instructions`` the
+instructions each run executes under valgrind: the same every run, whatever the load).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -213,6 +217,18 @@ print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime,
 """
 
 
+def _generate(path: Path, events: int, storm: int = 0) -> int:
+    """generate() in a child process: the memory it takes would otherwise count in every
+    timed child's peak RSS (Linux carries the parent's over fork and exec)."""
+    here = Path(__file__).resolve().parent
+    code = (f"import sys; sys.path.insert(0, {str(here)!r}); from pathlib import Path; "
+            f"from analyze_bench import generate; "
+            f"print(generate(Path({str(path)!r}), {events}, storm={storm}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    return int(out.split()[-1])
+
+
 def _run(code: str, *args: str, tree: Path | None = None) -> dict[str, float]:
     """Wall and CPU seconds (inside the interpreter, start-up excluded) and peak RSS MiB;
     `tree`: the proctrace_bcc of that checkout instead of this one."""
@@ -238,7 +254,29 @@ def _time(code: str, args: list[str], rounds: int) -> dict[str, float]:
             "rss": max(r["rss"] for r in runs)}
 
 
-def _against(other: Path, path: Path, modes: list[str], out: str, rounds: int) -> None:
+def _instructions(path: Path, mode: str, out: str, tree: Path | None = None) -> int:
+    """Instructions one `analyze -d mode` run executes, start-up and imports included
+    (valgrind's cachegrind): a count the machine's noise does not change."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    here = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    code = _ANALYZE.replace("ARGS[0]", repr(str(path))).replace("ARGS[1]", repr(mode))
+    p = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                        "--cachegrind-out-file=/dev/null", sys.executable, "-c",
+                        code.replace("ARGS[2]", repr(out))],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       check=False, env=env, cwd=tree or here)
+    refs = [ln for ln in p.stderr.splitlines() if "I refs:" in ln or "I   refs:" in ln]
+    if p.returncode != 0 or not refs:
+        raise SystemExit(f"valgrind run failed ({p.returncode}): {p.stderr.strip()[-300:]}")
+    return int(refs[-1].split(":")[1].replace(",", ""))
+
+
+def _against(other: Path, path: Path, modes: list[str], out: str, rounds: int,
+             instructions: bool = False) -> None:
     """Each mode run by this checkout and by `other` (another checkout of the project, e.g.
     a `git worktree` of an older commit) in turns, `rounds` times each: the medians and
     this one's CPU time relative to the other's (the machine's noise hits both alike)."""
@@ -253,6 +291,10 @@ def _against(other: Path, path: Path, modes: list[str], out: str, rounds: int) -
         a, b = statistics.median(mine), statistics.median(theirs)
         print(f"  analyze -d {mode:12} cpu {a:6.2f} s against {b:6.2f} s: {a / b:5.2f}x "
               f"(min {min(mine):.2f} against {min(theirs):.2f}: {min(mine) / min(theirs):.2f}x)")
+        if instructions:
+            i, j = _instructions(path, mode, out), _instructions(path, mode, out, other)
+            print(f"  {'':25} instructions {i / 1e9:6.2f} G against {j / 1e9:6.2f} G: "
+                  f"{i / j:5.3f}x")
 
 
 def _row(name: str, r: dict[str, float], base: dict[str, float]) -> str:
@@ -271,11 +313,14 @@ def main() -> None:
     ap.add_argument("--against", type=Path, metavar="CHECKOUT",
                     help="only compare each mode with another checkout of the project "
                          "(`git worktree add /tmp/before REV`), in turns")
+    ap.add_argument("--instructions", action="store_true",
+                    help="with --against: also count each run's instructions (valgrind), "
+                         "which a noisy machine does not change")
     a = ap.parse_args()
     tmp = tempfile.TemporaryDirectory(prefix="proctrace-bench-")
     path = a.keep or Path(tmp.name) / "bench.ndjson"
     t0 = time.perf_counter()
-    procs = generate(path, a.events)
+    procs = _generate(path, a.events)
     size = path.stat().st_size
     with open(path, "rb") as f:
         lines = sum(1 for _ in f)
@@ -284,7 +329,7 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; median of {a.rounds} runs")
     out = str(Path(tmp.name) / "out")
     if a.against is not None:
-        _against(a.against.resolve(), path, a.modes.split(","), out, a.rounds)
+        _against(a.against.resolve(), path, a.modes.split(","), out, a.rounds, a.instructions)
         tmp.cleanup()
         return
     base = _time(_PARSE, [str(path)], a.rounds)
@@ -294,7 +339,7 @@ def main() -> None:
                    base))
     if not a.no_storm:
         storm = Path(tmp.name) / "storm.ndjson"
-        sprocs = generate(storm, a.events * 4, storm=20)
+        sprocs = _generate(storm, a.events * 4, storm=20)
         with open(storm, "rb") as f:
             slines = sum(1 for _ in f)
         print(f"storm recording: {slines - 1:,} events ({(slines - 1) / (lines - 1):.1f}x), "
