@@ -95,13 +95,20 @@ class Lines:
     def bad(self, lineno: int | None, msg: str) -> RecordingError:
         return RecordingError(self.name, lineno, msg)
 
-    def _lines(self, f: IO[bytes]) -> Iterator[tuple[int, bytes]]:
-        """(line number, line) of every line (see line_chunks)."""
-        lineno = 0
+    def _objects(self, f: IO[bytes]) -> Iterator[tuple[int, Any]]:
+        """(line number, parsed JSON) of every line but blank ones; a truncated last line
+        is noted (a warning) and ends it; other invalid JSON is the error naming the
+        line.  `last_line` follows the lines read."""
         for chunk in self._chunks(f):
             for line in chunk:
-                lineno += 1
-                yield lineno, line
+                self.last_line += 1
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    if self._undecodable(self.last_line, line, exc):
+                        return
+                    continue
+                yield self.last_line, obj
 
     def _chunks(self, f: IO[bytes]) -> Iterator[list[bytes]]:
         """line_chunks, its LineTooLong as the one-line error naming the line."""
@@ -113,18 +120,7 @@ class Lines:
 
     def _read_header(self) -> None:
         with self.source.open() as f:
-            for lineno, line in self._lines(f):
-                if not line.strip():
-                    continue
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    if not line.endswith(b"\n"):
-                        # The only line, cut short: nothing else to analyze.
-                        self._truncated(lineno, exc)
-                        raise RecordingError(self.name, None,
-                                             "empty recording (no complete line)") from None
-                    raise self.bad(lineno, f"not valid JSON ({exc})") from None
+            for lineno, obj in self._objects(f):
                 if isinstance(obj, dict) and len(obj) == 1 and "Header" in obj:
                     try:
                         self.header = header_from_obj(obj["Header"])
@@ -135,7 +131,10 @@ class Lines:
                     self.legacy = True
                 else:
                     raise self.bad(lineno, NOT_A_RECORDING)
+                self.last_line = 0
                 return
+        if self.warnings:  # the only line, cut short: nothing else to analyze
+            raise RecordingError(self.name, None, "empty recording (no complete line)")
         raise RecordingError(self.name, None, "empty recording (no events)")
 
     @staticmethod
@@ -233,21 +232,12 @@ class Lines:
     def tagged(self) -> Iterator[tuple[int, str, Any]]:
         """(line number, tag, body) of every line, unchecked beyond the JSON shape (for
         the original's formats, whose tags are not ours)."""
-        lineno = 0
+        self.last_line = 0
         with self.source.open() as f:
-            for lineno, line in self._lines(f):
-                if not line.strip():
-                    continue
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    if self._undecodable(lineno, line, exc):
-                        break
-                    continue
+            for lineno, obj in self._objects(f):
                 if not isinstance(obj, dict) or len(obj) != 1:
                     raise self._not_one_key(lineno)
                 ((tag, body),) = obj.items()
                 if tag == "Header":
                     raise self.bad(lineno, "Header must be the first line")
                 yield lineno, tag, body
-        self.last_line = lineno
