@@ -504,12 +504,14 @@ class Recorder:
             tracked = backend.tracked()
             if tracked == 0 or (tracked is None and self.root_exit is not None):
                 return StopReason.EXITED
-        if self.lost and now - self._liveness_at >= 1.0:
-            # Events were lost, exits perhaps among them: ask the kernel's count
-            # (a backend without an authoritative one says None: ask /proc).
+        if now - self._liveness_at >= 1.0:
+            # Once a second, while processes seem to run: their exits may have been
+            # lost, or still be held back (events of a CPU not synced yet); the
+            # kernel's count at zero ends it as above.  Only when events were lost, a
+            # backend without an authoritative count (None) is judged from /proc.
             self._liveness_at = now
             tracked = backend.tracked()
-            if tracked == 0 or (tracked is None and not any(
+            if tracked == 0 or (tracked is None and self.lost and not any(
                     Path(f"/proc/{pid}").exists() for pid in self.alive)):
                 self.alive.clear()
                 return StopReason.EXITED
