@@ -3,12 +3,13 @@
 The schema is the events' dataclasses (:mod:`proctrace_bcc.events`: a field's type, and
 whether it has a default) plus the integer ranges of :data:`RANGES` (docs/format.md,
 "Validation and limits").  Every event body is checked by the reader
-(:mod:`proctrace_bcc.read.lines`: the compiled check of its kind, :data:`CHECKS`, inlined;
-:func:`checked` for the converted formats) before anything else sees it, and the Header
-by :func:`check_header` (from :func:`proctrace_bcc.codec.header_from_obj`).  A body the
-compiled check passes holds plain values only, and the fast paths (lineage.Lineage.add_body,
-codec.fast_event) use it as it is; one it does not decide but the field-by-field check
-passes reaches them as an :class:`Irregular`, which they leave to the reference path.
+(:mod:`proctrace_bcc.read.lines`: a usual line in one step, :data:`LINE_DECODERS`;
+:func:`checked` for the others and for the converted formats) before anything else sees
+it, and the Header by :func:`check_header` (from
+:func:`proctrace_bcc.codec.header_from_obj`).  A body that step passes holds plain
+values only, and the fast paths (lineage.Lineage.add_body, codec.fast_event) use it as
+it is; one it refuses but the field-by-field check passes reaches them as an
+:class:`Irregular`, which they leave to the reference path.
 
 Each kind's plain body is also a type for msgspec (:data:`PLAIN`, derived from the same
 schema): the reader parses and checks a usual line in one step, in C
@@ -199,7 +200,7 @@ LINE_DECODERS = {kind.encode(): _line_decoder(kind) for kind in PLAIN}
 
 
 class Irregular(dict[str, Any]):
-    """A body the compiled check did not decide and the field-by-field check passed: it
+    """A body the one-step check (PLAIN) refused and the field-by-field check passed: it
     may hold ``{"b64": ...}`` strings, ``fds`` or ``env``.  The fast paths
     (lineage.Lineage.add_body, codec.fast_event) leave it to codec.event_from_obj; every
     other body the reader passes on is a plain ``dict`` of plain values (ints in range,
