@@ -174,7 +174,7 @@ def fast_event(tag: str, body: dict[str, Any]) -> Event:
         try:
             ev: Event = EVENT_TYPES[tag](**body)
             return ev
-        except TypeError:  # a field this version does not know (forward compatible)
+        except TypeError:  # not one of the reader's bodies (it leaves unknown fields out)
             pass
     return event_from_obj(tag, body)
 
