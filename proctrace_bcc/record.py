@@ -58,6 +58,11 @@ EXITS_S = 2.0  # after ending processes, wait at most this long for their Exit e
 # Exits and forks not (yet) placed in the tree, kept for a fork that comes late.
 UNPLACED_MAX = 65536
 UNPLACED_NS = 30_000_000_000
+# Two threads of a process can both see its last thread gone (`signal->live` read at
+# the exit tracepoint, after both decremented it): the second Exit of a pid with no
+# fork of it between is dropped, if it comes within this long (a pid is reused only
+# after its zombie is reaped, which is after every thread's exit tracepoint).
+TWIN_EXIT_NS = 1_000_000_000
 
 
 @dataclass(slots=True)
@@ -113,6 +118,7 @@ class Recorder:
         self._exits: dict[int, int] = {}  # pid -> exit time
         self._forks: dict[int, list[tuple[int, int]]] = {}  # parent -> [(child, fork time)]
         self._nforks = 0
+        self._ended: dict[int, int] = {}  # pid -> time of its Exit, for TWIN_EXIT_NS
         self.seen = 0
         self.events = 0
         self.lost = 0
@@ -178,7 +184,8 @@ class Recorder:
     def _track(self, evs: list[Event]) -> list[Event]:
         """Follow the tree's membership (events in timestamp order); drop our own events.
 
-        Every event is passed on (written), whatever it does to `alive`.  Should a
+        Every event is passed on (written), whatever it does to `alive`, but the twin
+        of an Exit (TWIN_EXIT_NS).  Should a
         fork still come after events it precedes (a backend that delivered it
         late), membership stays right: the exit of a pid not in the tree and a
         fork whose parent is not in it are remembered for a while (UNPLACED_NS,
@@ -187,8 +194,11 @@ class Recorder:
         forks it made before its exit join the tree too (recursively).
         """
         out: list[Event] = []
+        ended = self._ended
         for ev in evs:
             if isinstance(ev, Fork):
+                if ended.get(ev.child_pid, ev.timestamp) <= ev.timestamp:
+                    ended.pop(ev.child_pid, None)  # a new process (a late fork is older)
                 if ev.parent_pid == self.tracer:
                     if self.root_pid is None or ev.child_pid != self.root_pid:
                         continue
@@ -203,6 +213,10 @@ class Recorder:
                             (ev.child_pid, ev.timestamp))
                         self._nforks += 1
             elif isinstance(ev, Exit):
+                if ev.timestamp - ended.get(ev.pid, -TWIN_EXIT_NS) < TWIN_EXIT_NS:
+                    continue  # its twin
+                ended.pop(ev.pid, None)  # re-inserted last: the dict stays in age order
+                ended[ev.pid] = ev.timestamp
                 if ev.pid in self.alive:
                     self.alive.discard(ev.pid)
                 elif self.root_pid is not None:
@@ -219,6 +233,15 @@ class Recorder:
             self._prune(evs[-1].timestamp)
         return out
 
+    def _prune_ended(self, newest: int) -> None:
+        ended = self._ended
+        limit = newest - TWIN_EXIT_NS
+        while ended:
+            pid = next(iter(ended))  # the oldest: a pid leaves at its fork, before it exits again
+            if ended[pid] >= limit and len(ended) <= UNPLACED_MAX:
+                break
+            del ended[pid]
+
     def _join(self, pid: int, forked: int) -> None:
         """`pid`, forked at `forked`, is in the tree (and so are its unplaced children)."""
         placed = lineage.join(self.alive, self._exits, self._forks, pid, forked)
@@ -227,7 +250,8 @@ class Recorder:
 
     def _prune(self, newest: int) -> None:
         """Forget unplaced exits and forks older than UNPLACED_NS, or the oldest beyond
-        UNPLACED_MAX."""
+        UNPLACED_MAX (and ended pids older than TWIN_EXIT_NS)."""
+        self._prune_ended(newest)
         self._nforks = lineage.prune(self._exits, self._forks, self._nforks,
                                      newest - UNPLACED_NS, UNPLACED_MAX)
 

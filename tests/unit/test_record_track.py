@@ -159,8 +159,40 @@ def test_remembered_exits_and_forks_are_forgotten_with_age(
 def test_an_exit_is_remembered_at_its_latest_time() -> None:
     r = recorder()
     track(r, [fork(1, TRACER, ROOT)])
-    track(r, [exit_(5, 300), exit_(6, 301), exit_(9, 300)])  # pid 300 reused outside the tree
+    # pid 300 reused outside the tree (its fork is written: --raw)
+    track(r, [exit_(5, 300), exit_(6, 301), fork(7, 1, 300), exit_(9, 300)])
     assert list(r._exits.items()) == [(301, 6), (300, 9)]
+
+
+def test_the_twin_of_an_exit_is_dropped() -> None:
+    """Two threads can both report the process's end (both read `signal->live` as 0);
+    the second Exit of a pid, with no fork of it between, is not written."""
+    r = recorder()
+    track(r, [fork(1, TRACER, ROOT), fork(2, ROOT, 300)])
+    first = exit_(10, 300)
+    out = track(r, [first, exit_(11, 300)], [exit_(12, 300)])
+    assert out == [first] and r.alive == {ROOT}
+    # a fork of the pid ends it: the next process with that pid exits once too
+    out = track(r, [fork(20, ROOT, 300), exit_(21, 300), exit_(22, 300)])
+    assert [type(e).__name__ for e in out] == ["Fork", "Exit"] and r.alive == {ROOT}
+    # a late fork (stamped before the exit) does not
+    out = track(r, [exit_(31, 301)], [fork(29, ROOT, 301), exit_(32, 301)])
+    assert [type(e).__name__ for e in out] == ["Exit", "Fork"] and r.alive == {ROOT}
+    # the root's twin leaves root_exit the first
+    root_exit = exit_(40, ROOT)
+    track(r, [root_exit, exit_(41, ROOT)])
+    assert r.root_exit is root_exit and r.alive == set()
+
+
+def test_ended_pids_are_forgotten_with_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rec_mod, "TWIN_EXIT_NS", 1000)
+    r = recorder()
+    track(r, [fork(1, TRACER, ROOT), exit_(10, 300), exit_(500, 301)])
+    assert list(r._ended) == [300, 301]
+    track(r, [exit_(1200, 302)])
+    assert list(r._ended) == [301, 302]
+    # an Exit after that long is written again (not a twin: a pid reused unseen)
+    assert len(track(r, [exit_(2600, 301)])) == 1
 
 
 # ---------------------------------------------------------------------------
