@@ -23,6 +23,11 @@ from dataclasses import dataclass
 
 from proctrace_bcc.events import Event
 
+# Bytes of a new image's argument area kept per exec (--argv-max is clamped to these):
+# argv, three paths and the header must fit one perf record (64 KiB).
+ARGV_MAX_FLOOR = 4096
+ARGV_MAX_LIMIT = 49152
+
 
 @dataclass(slots=True)
 class BackendConfig:
@@ -30,13 +35,17 @@ class BackendConfig:
     # is CMD).  None: every process on the machine (system-wide / --raw).
     tracer_pid: int | None
     fds: bool = False
-    argv_max: int = 49152
+    argv_max: int = ARGV_MAX_LIMIT
     buffer_pages: int = 256
     bpftrace_path: str | None = None
     # BCC: load the compiled program from the cache if it holds it (False: compile).
     cache: bool = True
     # Environment variables whose values each exec records (record --env); () = none.
     env: tuple[str, ...] = ()
+
+    def argv_bytes(self) -> int:
+        """--argv-max within ARGV_MAX_FLOOR..ARGV_MAX_LIMIT (both backends keep this many)."""
+        return max(ARGV_MAX_FLOOR, min(self.argv_max, ARGV_MAX_LIMIT))
 
 
 class Backend(abc.ABC):

@@ -397,8 +397,11 @@ def test_versions_env_and_limits() -> None:
     new = script.script_env((0, 21, 0), 300)
     assert new["BPFTRACE_MAX_STRLEN"] == "200" and "BPFTRACE_MAX_MAP_KEYS" in new
     assert new["BPFTRACE_PERF_RB_PAGES"] == "256"  # a power of two
-    assert script.argv_chunks(65536 - 4096) == (65536 - 4 * 4096) // CHUNK
-    assert script.argv_chunks(10) == 4096 // CHUNK
+    # --argv-max is clamped as the BCC backend clamps it (BackendConfig.argv_bytes)
+    def chunks(argv_max: int) -> int:
+        return script.argv_chunks(BackendConfig(None, argv_max=argv_max).argv_bytes())
+    assert chunks(65536 - 4096) == (65536 - 4 * 4096) // CHUNK
+    assert chunks(10) == 4096 // CHUNK
 
 
 def fake_bpftrace(tmp_path: Path, version_line: str) -> str:

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 SOURCE = "proctrace.bpf.c"
 HANDSHAKE = 0x50544243  # prctl option no kernel knows ("PTBC"): returns EINVAL
 TRACED_MAX = 65536
-ARGV_MAX_LIMIT = 49152  # argv + 3 paths + header must fit one perf record (64 KiB)
 
 
 def source() -> str:
@@ -29,12 +28,11 @@ def source() -> str:
 
 def cflags(config: BackendConfig) -> list[str]:
     """Every -I/-D flag BCC compiles the program with."""
-    argv_max = max(4096, min(config.argv_max, ARGV_MAX_LIMIT))
     flags = [
         f"-I{program_path('proctrace.h').parent}",
         f"-DFILTER={0 if config.tracer_pid is None else 1}",
         f"-DHANDSHAKE={HANDSHAKE}",
-        f"-DARGV_MAX={argv_max}",
+        f"-DARGV_MAX={config.argv_bytes()}",
         f"-DNCPU={os.cpu_count() or 1}",
         f"-DTRACED_MAX={TRACED_MAX}",
         f"-DWITH_FDS={1 if config.fds else 0}",

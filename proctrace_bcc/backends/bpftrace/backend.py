@@ -100,7 +100,7 @@ class BpftraceBackend(Backend):
         self.force_prepare_exec: bool | None = None
         self.init_pidns = in_initial_pidns()
         self.nonce = secrets.randbelow(1 << 31) + 1
-        self.chunks = argv_chunks(config.argv_max)
+        self.chunks = argv_chunks(config.argv_bytes())
         self.parser = Parser(self.chunks)
         self.pidns_level = 0
         self.startup_s = 0.0

@@ -10,13 +10,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from proctrace_bcc import tracefs
 from proctrace_bcc.errors import BackendUnavailable, RecorderError
 
 Version = tuple[int, int, int]
 
 MIN_VERSION = (0, 17, 0)
 PREPARE_EXEC_TP = "sched/sched_prepare_exec"  # Linux 6.10+
-TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 PROC_PID_INIT_INO = 0xEFFFFFFC  # the initial pid namespace's inode (include/linux/proc_ns.h)
 CPU_ONLINE = "/sys/devices/system/cpu/online"
 
@@ -75,10 +75,8 @@ def bpftrace_version(binary: str) -> Version:
 
 def has_tracepoint(name: str) -> bool | None:
     """Whether tracefs lists tracepoint `name` ("sched/sched_prepare_exec"); None: no tracefs."""
-    for root in TRACEFS:
-        if Path(root, "events").is_dir():
-            return Path(root, "events", name).is_dir()
-    return None
+    root = tracefs.find()
+    return None if root is None else Path(root, "events", name).is_dir()
 
 
 def kernel_has_prepare_exec(release: str | None = None) -> bool:

@@ -29,7 +29,6 @@ from proctrace_bcc.backends.bpftrace.protocol import CHUNK
 from proctrace_bcc.errors import RecorderError
 from proctrace_bcc.programs import program_path
 
-ARGV_MAX_LIMIT = 65536 - 4 * 4096  # the same ceiling as the BCC backend
 ARGS_DOT_VERSION = (0, 19, 0)  # `args` became a struct: `args.x` (args->x still accepted)
 OFFSETOF_VERSION = (0, 18, 0)  # offsetof(): reaches struct pid's flexible `numbers` array
 MAX_STRLEN_ENV_VERSION = (0, 20, 0)  # BPFTRACE_STRLEN -> BPFTRACE_MAX_STRLEN
@@ -175,6 +174,6 @@ def script_env(version: Version, buffer_pages: int) -> dict[str, str]:
     }
 
 
-def argv_chunks(argv_max: int) -> int:
-    """Argument-area chunks kept per exec for --argv-max (clamped like the BCC backend)."""
-    return max(4096, min(argv_max, ARGV_MAX_LIMIT)) // CHUNK
+def argv_chunks(argv_bytes: int) -> int:
+    """Argument-area chunks kept per exec for BackendConfig.argv_bytes()."""
+    return argv_bytes // CHUNK
