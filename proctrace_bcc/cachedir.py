@@ -21,6 +21,8 @@ import os
 import stat
 from pathlib import Path
 
+from proctrace_bcc import safe_open
+
 DEFAULT = "/var/cache/proctrace-bcc"
 MAGIC = b"proctrace-bcc-cache 1 "
 
@@ -87,8 +89,7 @@ def store(name: str, key: str, body: bytes) -> Path:
     d = ensure_dir()
     path = d / name
     tmp = d / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
+    fd = safe_open.create_new(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + digest(key, body) + b"\n" + body)
