@@ -77,7 +77,7 @@ class Reader(Lines):
             raise ValueError(f"unknown order {order!r}")
 
     def _legacy(self) -> list[Obj]:
-        from proctrace_bcc.read.legacy import LegacyReader
+        from proctrace_bcc.read.legacy import ConversionError, LegacyReader
 
         conv = LegacyReader()
         for lineno, tag, body in self.tagged():
@@ -88,14 +88,14 @@ class Reader(Lines):
         out: list[Obj] = []
         try:
             converted = conv.finish()
-        except (ValueError, KeyError, TypeError) as exc:
-            raise self.bad(None, str(exc)) from None
-        for i, ev in enumerate(converted):
+        except ConversionError as exc:
+            raise self.bad(exc.lineno, str(exc)) from None
+        for i, (lineno, ev) in enumerate(converted):
             ((tag, obj),) = event_to_obj(ev).items()
             try:
                 obj = checked(tag, obj)  # what was converted holds to our schema
             except ValueError as exc:
-                raise self.bad(None, str(exc)) from None
+                raise self.bad(lineno, str(exc)) from None
             out.append((ev.timestamp, i, tag, obj))
         return out
 

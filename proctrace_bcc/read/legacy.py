@@ -33,6 +33,7 @@ Conversion (see docs/format.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,14 @@ def _filename(tag: str, body: dict[str, Any]) -> str:
     if not isinstance(v, str):
         raise ValueError(f"{tag}.filename must be a string, got {v!r}")
     return v
+
+
+class ConversionError(ValueError):
+    """A record that cannot be converted: the message, and the line of the record."""
+
+    def __init__(self, lineno: int, msg: str) -> None:
+        super().__init__(msg)
+        self.lineno = lineno
 
 
 @dataclass(slots=True)
@@ -144,69 +153,88 @@ class LegacyReader:
         self._records.append(_Record(order, len(self._records), lineno, tag, body,
                                      body["timestamp"], pid))
 
-    def finish(self) -> list[Event]:
-        """Every converted event, in timestamp order (ties: the original's order)."""
+    def finish(self) -> list[tuple[int, Event]]:
+        """Every converted event with the line of the record it comes from (an
+        assembled exec: its Exec, ExecFull or BadExec record), in timestamp order
+        (ties: the original's order).  ConversionError names the line of a record
+        that cannot be converted."""
         recs = self._records
         if self._all_seq:
             recs = sorted(recs, key=lambda r: (r.order, r.pos))
-        out: list[tuple[int, int, Event]] = []
+        out: list[tuple[int, int, int, Event]] = []
         pending: dict[int, _Pending] = {}
 
-        def emit(ev: Event | None, order: int) -> None:
+        def emit(ev: Event | None, order: int, lineno: int) -> None:
             if ev is not None:
-                out.append((ev.timestamp, order, ev))
+                out.append((ev.timestamp, order, lineno, ev))
 
         def flush_exec(pid: int) -> None:
             p = pending.get(pid)
             if p is not None and p.exec_rec is not None:
-                emit(self._exec(p.exec_rec, p), p.exec_rec.order)
+                try:
+                    emit(self._exec(p.exec_rec, p), p.exec_rec.order, p.exec_rec.lineno)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ConversionError(p.exec_rec.lineno, str(exc)) from None
                 del pending[pid]
 
         for i, r in enumerate(recs):
-            tag, body, pid = r.tag, r.body, r.pid
-            if r.event is not None:
-                emit(r.event, i)
-                continue
-            if tag != "ExecArgs":
-                flush_exec(pid)
-            if tag == "ExecFilename":
-                pending[pid] = _Pending(r.timestamp, filename=_filename(tag, body))
-            elif tag == "ExecArgs":
-                cmdline, argv = _args(tag, body["args"])
-                p = pending.get(pid)
-                if p is None:
-                    pending[pid] = _Pending(r.timestamp, cmdline=cmdline, argv=argv)
-                elif p.cmdline is None or len(cmdline) > len(p.cmdline):
-                    # Two ExecArgs for one exec: the original keeps the longer one.
-                    p.cmdline, p.argv = cmdline, argv
-            elif tag == "Exec":
-                p = pending.get(pid)
-                if body.get("cmdline") is not None:
-                    emit(self._exec(r, p), i)
-                    pending.pop(pid, None)
-                elif p is not None and p.cmdline is not None:
-                    emit(self._exec(r, p), i)
-                    del pending[pid]
-                else:
-                    # Seed shape: the ExecArgs comes after the Exec.
-                    p = p or _Pending(r.timestamp)
-                    p.exec_rec = r
-                    pending[pid] = p
-            elif tag == "ExecFull":
-                pending.pop(pid, None)
-                emit(self._exec(r, None), i)
-            elif tag == "BadExec":
-                p = pending.pop(pid, None)
-                filename = ""
-                if p is not None:
-                    filename = p.filename or (p.argv[0] if p.argv else "") or ""
-                emit(ExecFailed(timestamp=r.timestamp, pid=pid, filename=filename, errno=0), i)
-            else:
-                emit(self._plain(r), i)
+            try:
+                self._convert(i, r, pending, emit, flush_exec)
+            except ConversionError:
+                raise
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConversionError(r.lineno, str(exc)) from None
         for pid in list(pending):
             flush_exec(pid)
         out.sort(key=lambda x: (x[0], x[1]))
-        return [ev for _, _, ev in out]
+        return [(lineno, ev) for _, _, lineno, ev in out]
+
+    def _convert(self, i: int, r: _Record, pending: dict[int, _Pending],
+                 emit: Callable[[Event | None, int, int], None],
+                 flush_exec: Callable[[int], None]) -> None:
+        """Record `r` (the i-th in the original's order): what it emits or adds to the
+        exec pieces of its pid."""
+        tag, body, pid = r.tag, r.body, r.pid
+        if r.event is not None:
+            emit(r.event, i, r.lineno)
+            return
+        if tag != "ExecArgs":
+            flush_exec(pid)
+        if tag == "ExecFilename":
+            pending[pid] = _Pending(r.timestamp, filename=_filename(tag, body))
+        elif tag == "ExecArgs":
+            cmdline, argv = _args(tag, body["args"])
+            p = pending.get(pid)
+            if p is None:
+                pending[pid] = _Pending(r.timestamp, cmdline=cmdline, argv=argv)
+            elif p.cmdline is None or len(cmdline) > len(p.cmdline):
+                # Two ExecArgs for one exec: the original keeps the longer one.
+                p.cmdline, p.argv = cmdline, argv
+        elif tag == "Exec":
+            p = pending.get(pid)
+            if body.get("cmdline") is not None:
+                emit(self._exec(r, p), i, r.lineno)
+                pending.pop(pid, None)
+            elif p is not None and p.cmdline is not None:
+                emit(self._exec(r, p), i, r.lineno)
+                del pending[pid]
+            else:
+                # Seed shape: the ExecArgs comes after the Exec.
+                p = p or _Pending(r.timestamp)
+                p.exec_rec = r
+                pending[pid] = p
+        elif tag == "ExecFull":
+            pending.pop(pid, None)
+            emit(self._exec(r, None), i, r.lineno)
+        elif tag == "BadExec":
+            p = pending.pop(pid, None)
+            filename = ""
+            if p is not None:
+                filename = p.filename or (p.argv[0] if p.argv else "") or ""
+            failed = ExecFailed(timestamp=r.timestamp, pid=pid, filename=filename, errno=0)
+            emit(failed, i, r.lineno)
+        else:
+            emit(self._plain(r), i, r.lineno)
 
     @staticmethod
     def _exec(r: _Record, p: _Pending | None) -> Event:

@@ -104,6 +104,13 @@ def test_seq_order_wins_over_file_order(tmp_path: Path) -> None:
     (("Fork", [1, 2]), "Fork: body must be an object"),
     (("ExecFilename", {"seq": 1, "timestamp": 1, "pid": 2, "filename": None}),
      "ExecFilename.filename must be a string"),
+    # what converts but breaks our schema: the line of the record it came from
+    (("Exec", {"timestamp": 2, "pid": 2, "ppid": 1, "pgid": -5, "cmdline": "a b"}),
+     r"Exec.pgid out of range \[0, 2147483647\], got -5"),
+    (("Exit", {"timestamp": -3, "pid": 2, "ppid": 1, "pgid": 1}), "Exit.timestamp out of range"),
+    # an exec still waiting for its ExecArgs at the end of the file
+    (("Exec", {"timestamp": 2, "pid": 2, "ppid": -1, "pgid": 2, "cmdline": None}),
+     "Exec.ppid out of range"),
 ])
 def test_bad_legacy_records_name_the_line(tmp_path: Path, record: tuple[str, object],
                                           message: str) -> None:
