@@ -549,7 +549,11 @@ def _leaks(chans: Sequence[Channel], tree: ProcessTree) -> list[Leak]:
             long_held = held_after is not None and (need == 0 or held_after > need)
             if not (first or long_held):
                 continue
-            t = let_go if held_after is None else min(let_go, let_go - held_after + need)
+            # Who waits: at the instant it became a leak (the giver's exit + need), or,
+            # in a recording that just stops, at its last event (a reader may have come
+            # after the giver exited; one that has gone by then waits no more).
+            t = let_go if held_after is None or need == 0 else min(
+                let_go, let_go - held_after + need)
             write = ch.kind == "pipe" and (WRITE in ends or READ_WRITE in ends)
             waiting: list[Waiter] = []
             if write:

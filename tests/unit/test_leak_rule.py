@@ -13,6 +13,9 @@ backend, `record --fds`) with `python -m tests.kernel.endings ENDING OUT CMD...`
 - leak-stdout-term / leak-stdout-timeout: `bash -c '( (sleep 100 &) ; echo done ) | cat'`
   ended by `timeout -s TERM 10` / `record --timeout 6`: the sleep holds the pipe to cat
   as its stdout (fd 1);
+- leak-stdout-sigkill: the same pipeline (its pid written to a file), the recorder
+  SIGKILLed 3 s later on a loaded machine (a guest of vm/matrix.py running): the file
+  stops 5.5 ms after the sleep's giver exited, and cat was forked after that exit;
 - controls: leak-ctl-bats-closed (the bats test with `3>&-`, ended by --timeout 6 since
   python outlives bats), leak-ctl-pipeline (`seq 1 3 | (sleep 1.5; cat)`),
   leak-ctl-daemon (a setsid daemon that points its fds 0-2 at /dev/null), leak-ctl-make
@@ -74,6 +77,32 @@ def test_bats_recorder_killed_no_end_event() -> None:
             "recorder was killed), at least 474 ms after bats-exec-test (pid 1270)") in text
 
 
+def test_recorder_killed_the_reader_came_after_the_givers_exit() -> None:
+    """A recording that just stops: the waiters are those reading at its last event, not
+    at the giver's exit (cat was forked 2.3 ms after it; CI failed on this recording)."""
+    tree, rep, text = _load("stdout-sigkill")
+    assert tree.end_event is None
+    (lk,) = rep.leaks
+    assert lk.process.pid == 19814 and lk.fds == [1] and lk.alive
+    assert lk.giver is not None and lk.giver.exit_time is not None
+    (w,) = lk.waiting
+    assert w.seen and w.process.command == "cat" and w.process.start > lk.giver.exit_time
+    assert "cat (pid 19815, fd 0) is still waiting on the read end of pipe:[650506]." in text
+
+
+def test_recorder_killed_a_reader_gone_by_its_last_event_waits_no_more(
+        tmp_path: Path) -> None:
+    # The server still holds the pipe when the file stops; cat left 100 ms after sh
+    # exited, and the last event is 1 s later: cat is not "still waiting".
+    s = _pipeline_to_cat()
+    s.exit(102, 100, ms=100)
+    s.fork(100, 104)
+    s.exec(104, 100, ["true"], STD, ms=1_000)
+    _, tree = roundtrip(tmp_path, s, ["bash", "-c", "x"])
+    assert tree.end_event is None
+    assert analyze_fds(tree).leaks == []  # nobody waits on it any more
+
+
 @pytest.mark.parametrize("name", ["stdout-term", "stdout-timeout"])
 def test_a_leftover_holding_the_pipelines_stdout(name: str) -> None:
     """fd 1, not 3: the classic `( (sleep 100 &) ; echo done ) | cat` hang."""
@@ -108,11 +137,9 @@ def test_controls_report_no_leak(name: str) -> None:
 # The threshold, on hand-built recordings
 
 
-def _stdout_leftover(hold_ms: float, total_ms: float, reader_left_ms: float | None = None,
-                     end: str = "exited") -> Script:
-    """sh (101) | cat (102) under bash (100); sh starts `server` (103) on the pipe's write
-    end as fd 1 and exits at once; the server holds it hold_ms, cat reads until it ends
-    (or leaves at reader_left_ms after sh's exit)."""
+def _pipeline_to_cat() -> Script:
+    """Up to sh's exit: sh (101) | cat (102) under bash (100), sh's `server` (103) on the
+    pipe's write end as fd 1."""
     s = Script(100)
     s.exec(100, 50, ["bash", "-c", "x"], STD)
     s.fork(100, 101)
@@ -122,6 +149,15 @@ def _stdout_leftover(hold_ms: float, total_ms: float, reader_left_ms: float | No
     s.fork(101, 103)
     s.exec(103, 101, ["server"], [STD[0], pipe_w(1, 700), STD[2]])
     s.exit(101, 100)
+    return s
+
+
+def _stdout_leftover(hold_ms: float, total_ms: float, reader_left_ms: float | None = None,
+                     end: str = "exited") -> Script:
+    """sh (101) | cat (102) under bash (100); sh starts `server` (103) on the pipe's write
+    end as fd 1 and exits at once; the server holds it hold_ms, cat reads until it ends
+    (or leaves at reader_left_ms after sh's exit)."""
+    s = _pipeline_to_cat()
     if reader_left_ms is not None:
         s.exit(102, 100, ms=reader_left_ms)
         s.exit(103, 101, ms=hold_ms - reader_left_ms)
