@@ -184,14 +184,14 @@ class Recorder:
     def _track(self, evs: list[Event]) -> list[Event]:
         """Follow the tree's membership (events in timestamp order); drop our own events.
 
-        Every event is passed on (written), whatever it does to `alive`, but the twin
-        of an Exit (TWIN_EXIT_NS).  Should a
-        fork still come after events it precedes (a backend that delivered it
-        late), membership stays right: the exit of a pid not in the tree and a
-        fork whose parent is not in it are remembered for a while (UNPLACED_NS,
-        at most UNPLACED_MAX of each), and when a late fork places that pid in
-        the tree, an exit stamped at or after the fork means it is gone, and the
-        forks it made before its exit join the tree too (recursively).
+        Every event but the twin of an Exit (TWIN_EXIT_NS) is passed on (written),
+        whatever it does to `alive`.  Should a fork still come after events it
+        precedes (a backend that delivered it late), membership stays right: the
+        exit of a pid not in the tree and a fork whose parent is not in it are
+        remembered for a while (UNPLACED_NS, at most UNPLACED_MAX of each), and
+        when a late fork places that pid in the tree, an exit stamped at or after
+        the fork means it is gone, and the forks it made before its exit join the
+        tree too (recursively).
         """
         out: list[Event] = []
         ended = self._ended
