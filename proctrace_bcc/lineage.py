@@ -352,14 +352,20 @@ def join(alive: set[int], exits: dict[int, int], forks: Unplaced, pid: int,
     return placed
 
 
+def forget_older(times: dict[int, int], limit: int, most: int) -> None:
+    """Forget the pids of `times` (pid -> time, in age order: a pid is re-inserted last
+    when its time changes) older than `limit`, or the oldest beyond `most`."""
+    while times:
+        pid = next(iter(times))  # the oldest
+        if len(times) <= most and times[pid] >= limit:
+            break
+        del times[pid]
+
+
 def prune(exits: dict[int, int], forks: Unplaced, nforks: int, limit: int, most: int) -> int:
     """Forget remembered exits and forks older than `limit`, or the oldest beyond `most`
     of each; returns how many forks are left (`nforks` before)."""
-    while exits:
-        pid = next(iter(exits))  # the oldest: re-inserted on every exit
-        if len(exits) <= most and exits[pid] >= limit:
-            break
-        del exits[pid]
+    forget_older(exits, limit, most)  # an exit is re-inserted on every exit
     while forks:
         parent = next(iter(forks))  # (about) the oldest: dict order is first insertion
         kids = forks[parent]

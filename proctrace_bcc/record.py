@@ -233,15 +233,6 @@ class Recorder:
             self._prune(evs[-1].timestamp)
         return out
 
-    def _prune_ended(self, newest: int) -> None:
-        ended = self._ended
-        limit = newest - TWIN_EXIT_NS
-        while ended:
-            pid = next(iter(ended))  # the oldest: a pid leaves at its fork, before it exits again
-            if ended[pid] >= limit and len(ended) <= UNPLACED_MAX:
-                break
-            del ended[pid]
-
     def _join(self, pid: int, forked: int) -> None:
         """`pid`, forked at `forked`, is in the tree (and so are its unplaced children)."""
         placed = lineage.join(self.alive, self._exits, self._forks, pid, forked)
@@ -251,7 +242,7 @@ class Recorder:
     def _prune(self, newest: int) -> None:
         """Forget unplaced exits and forks older than UNPLACED_NS, or the oldest beyond
         UNPLACED_MAX (and ended pids older than TWIN_EXIT_NS)."""
-        self._prune_ended(newest)
+        lineage.forget_older(self._ended, newest - TWIN_EXIT_NS, UNPLACED_MAX)
         self._nforks = lineage.prune(self._exits, self._forks, self._nforks,
                                      newest - UNPLACED_NS, UNPLACED_MAX)
 
