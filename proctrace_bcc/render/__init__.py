@@ -88,12 +88,13 @@ def shell_argv(argv: list[str]) -> str:
     """An argv as one shell command line a person can read unambiguously, copy and run
     (see shell_word): every renderer shows argv with this."""
     line = " ".join(argv)
-    if line.isascii() and "" not in argv and (line.encode().translate(None, _PLAIN_BYTES)
-                                              == b" " * (len(argv) - 1)):
-        return line  # every argument plain: only the separators are not (in C)
-    if line.isascii() and line.isprintable():  # plain, or '...' (shell_word, inlined)
-        plain = _PLAIN_ARG.fullmatch
-        return " ".join([a if plain(a) else _single_quoted(a) for a in argv])
+    if line.isascii():
+        if "" not in argv and (line.encode().translate(None, _PLAIN_BYTES)
+                               == b" " * (len(argv) - 1)):
+            return line  # every argument plain: only the separators are not (in C)
+        if line.isprintable():  # plain, or '...' (shell_word, inlined)
+            plain = _PLAIN_ARG.fullmatch
+            return " ".join([a if plain(a) else _single_quoted(a) for a in argv])
     return " ".join([shell_word(a) for a in argv])
 
 
