@@ -9,8 +9,8 @@ An entry is ``MAGIC``, the SHA-256 of its key and body (hex), a newline, then it
 body: `load` returns the body only when the file is a regular file of ours, not
 writable by others, and its digest matches the key asked for (a flipped byte, a
 truncated file or an entry of another key all fail).  `store` writes a temporary
-file (O_EXCL|O_NOFOLLOW, 0600), fsyncs it and renames it over the entry, so a
-reader sees the old entry or the new one, never half of one.
+file (safe_open.temp_beside: O_EXCL|O_NOFOLLOW, 0600), fsyncs it and renames it over
+the entry, so a reader sees the old entry or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -88,8 +88,10 @@ def store(name: str, key: str, body: bytes) -> Path:
     """Write entry `name` atomically (see the module's doc); OSError/Rejected if not."""
     d = ensure_dir()
     path = d / name
-    tmp = d / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = safe_open.create_new(tmp)
+    try:
+        fd, tmp = safe_open.temp_beside(path)
+    except safe_open.Unsafe as exc:
+        raise Rejected(str(exc)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + digest(key, body) + b"\n" + body)
